@@ -196,3 +196,17 @@ def bbox_em_fixed(scores, boxes, fg_bias=5.0, bg_bias=3.0, suppress_absent=False
             values = np.where(keep, values, -np.inf)
         labels[i] = np.where(inside, _argmax_lowest(values, axis=0), 0)
     return labels
+
+
+def center_prior(boxes, height, width, portion=0.2):
+    """Bbox-Seg's centre areas: every box shrunk about its centre by sqrt(portion) per side (in the
+    boxes' dtype), painted like boxes_to_labels with -1 where no centre area reaches."""
+    boxes = np.asarray(boxes)
+    dt = boxes.dtype
+    x1, y1, x2, y2, cls = (boxes[..., k] for k in range(5))
+    half = dt.type(0.5)
+    shrink = dt.type(0.5 * math.sqrt(portion))
+    cx, cy = (x1 + x2) * half, (y1 + y2) * half
+    hw, hh = (x2 - x1) * shrink, (y2 - y1) * shrink
+    centre = np.stack([cx - hw, cy - hh, cx + hw, cy + hh, cls], axis=-1).astype(dt)
+    return boxes_to_labels(centre, height, width, fill=-1)

@@ -36,8 +36,9 @@ at::Tensor boxes_to_labels_cuda(const at::Tensor& boxes_in, int64_t height, int6
 at::Tensor bbox_em_fixed_cuda(const at::Tensor& scores_in, const at::Tensor& boxes_in,
                               double fg_bias, double bg_bias, bool suppress_absent) {
   estep::check_scores(scores_in, "bbox_em_fixed");
-  check_boxes(boxes_in, "bbox_em_fixed", scores_in.size(1));
+  // Device first: the value checks of check_boxes read boxes on their own device.
   check_same_device(boxes_in, "bbox_em_fixed: boxes", scores_in, "scores");
+  check_boxes(boxes_in, "bbox_em_fixed", scores_in.size(1));
   TORCH_CHECK(boxes_in.size(0) == scores_in.size(0), "bbox_em_fixed: boxes.shape[0] must equal N = ",
               scores_in.size(0), " (the batch size of scores), got shape ", shape_str(boxes_in));
   estep::check_bias(fg_bias, "bbox_em_fixed", "fg_bias");
