@@ -61,31 +61,38 @@ def em_adapt(
     present: Tensor,
     fg_portion: float = 0.2,
     bg_portion: float = 0.4,
-    max_sweeps: int = 100,
+    max_iter: int = 1000,
 ) -> tuple[Tensor, Tensor]:
     """EM-Adapt E-step: per-image biases giving every present class a minimum share of pixels.
 
     Per image with ``M = H * W`` pixels, background must take at least ``k_0 = ceil(bg_portion * M)``
     pixels and every present foreground class at least ``k_l = ceil(fg_portion * M)``; absent classes
-    take none (the argmax runs over the present classes only). The biases are solved as in DeepLab's
-    adaptive-bias layer: biases start at 0 and only grow; in a sweep, each present class in turn
-    (background first, then foreground in ascending order) gets the smallest bias at which it wins
-    at least ``k_l`` pixels against the current biases of the others, computed exactly as the k-th
-    smallest per-pixel threshold (not a step search). Sweeps repeat until one changes nothing, at
-    which point every share is met; ``max_sweeps`` only bounds inputs with no solution.
+    take none (the argmax runs over the present classes only).
 
-    When the shares add up to more than 1 (``bg_portion + n_fg * fg_portion > 1``) no biases can meet
-    them all; every present class's share is then divided by that sum and rounded down
-    (``k_l = floor(M * portion_l / total)``), which can always be met.
+    The biases are solved as in DeepLab's adaptive-bias layer, made exact and run to completion:
+    biases start at 0 and only grow. In a sweep each present class in turn (background first, then
+    foreground in ascending order) gets the smallest bias at which it wins at least ``k_l`` pixels
+    against the others' current biases: the k-th smallest per-pixel threshold, found exactly (radix
+    select over float64, not a step search). Sweeps alone can crawl when two classes at their quota
+    trade boundary pixels in ever smaller steps; once a sweep no longer shrinks the total shortfall,
+    all classes without spare pixels are raised together by the smallest amount that wins them a
+    pixel from a class with spare pixels, until every share is met. ``max_iter`` bounds sweeps plus
+    joint raises, for inputs that have no solution.
 
-    Biased scores are formed in float64. The guarantee holds whenever the pixels can be told apart:
-    pixels with identical score vectors always get the same label, so inputs such as all-equal scores
-    cannot split and end with a deterministic but unbalanced labelling after ``max_sweeps`` sweeps.
+    When the required counts do not fit in the image (``bg_portion + n_fg * fg_portion > 1``, or
+    rounding on tiny images) no biases can meet them all; each present class's count is then
+    ``floor(M * portion / max(total, 1))`` with ``total = bg_portion + n_fg * fg_portion``, which
+    always fits. Counts ignore float rounding of ``M * portion`` below a relative 1e-12.
+
+    Biased scores are formed in float64 and ties go to the lower class. The guarantee holds whenever
+    the pixels can be told apart; pixels with identical score vectors always get the same label, so
+    inputs such as all-equal scores cannot be split and end, after ``max_iter`` iterations, with a
+    deterministic but unbalanced labelling.
 
     Returns ``(labels, biases)``: int64 ``[N, H, W]`` and float64 ``[N, C]`` with ``-inf`` for absent
     classes, so that ``labels == argmax(scores.double() + biases[..., None, None], dim=1)``.
     """
-    return torch.ops.emseg.em_adapt(scores, present, fg_portion, bg_portion, max_sweeps)
+    return torch.ops.emseg.em_adapt(scores, present, fg_portion, bg_portion, max_iter)
 
 
 def boxes_to_labels(boxes: Tensor, height: int, width: int, fill: int = 0) -> Tensor:
@@ -139,17 +146,28 @@ def center_prior(
 
 
 # ---------------------------------------------------------------------------------------------
-# Fake kernels: shapes and dtypes only.
+# Fake kernels: shapes and dtypes, plus the device check the native bindings make (a meta tensor
+# mixed with a real one dispatches here, not to the native kernel).
+
+
+def _check_same_device(op: str, name: str, tensor: Tensor, reference: Tensor, ref_name: str):
+    torch._check(
+        tensor.device == reference.device,
+        lambda: f"{op}: {name} must be on the same device as {ref_name} "
+        f"({reference.device}), got {tensor.device}",
+    )
 
 
 @torch.library.register_fake("emseg::em_fixed")
-def _em_fixed_fake(scores, present, fg_bias, bg_bias, suppress_absent):
+def _em_fixed_fake(scores, present, fg_bias=5.0, bg_bias=3.0, suppress_absent=False):
+    _check_same_device("em_fixed", "present", present, scores, "scores")
     n, _, h, w = scores.shape
     return scores.new_empty((n, h, w), dtype=torch.int64)
 
 
 @torch.library.register_fake("emseg::em_adapt")
-def _em_adapt_fake(scores, present, fg_portion, bg_portion, max_sweeps):
+def _em_adapt_fake(scores, present, fg_portion=0.2, bg_portion=0.4, max_iter=1000):
+    _check_same_device("em_adapt", "present", present, scores, "scores")
     n, c, h, w = scores.shape
     return (
         scores.new_empty((n, h, w), dtype=torch.int64),
@@ -158,7 +176,7 @@ def _em_adapt_fake(scores, present, fg_portion, bg_portion, max_sweeps):
 
 
 @torch.library.register_fake("emseg::boxes_to_labels")
-def _boxes_to_labels_fake(boxes, height, width, fill):
+def _boxes_to_labels_fake(boxes, height, width, fill=0):
     return boxes.new_empty((boxes.shape[0], height, width), dtype=torch.int64)
 
 
@@ -171,7 +189,8 @@ def _check_same_device(op, name, tensor, ref, ref_name):
 
 
 @torch.library.register_fake("emseg::bbox_em_fixed")
-def _bbox_em_fixed_fake(scores, boxes, fg_bias, bg_bias, suppress_absent):
+def _bbox_em_fixed_fake(scores, boxes, fg_bias=5.0, bg_bias=3.0, suppress_absent=False):
+    _check_same_device("bbox_em_fixed", "boxes", boxes, scores, "scores")
     _check_same_device("bbox_em_fixed", "boxes", boxes, scores, "scores")
     n, _, h, w = scores.shape
     return scores.new_empty((n, h, w), dtype=torch.int64)

@@ -235,10 +235,10 @@ def test_em_adapt_equal_scores_are_deterministic_and_match_reference(fill):
     # Identical pixels cannot be split: the op still terminates, deterministically, as documented.
     scores = torch.full((1, 3, 4, 5), fill)
     present = torch.ones(1, 3, dtype=torch.bool)
-    labels, biases = ops.em_adapt(scores, present, max_sweeps=7)
-    again, _ = ops.em_adapt(scores, present, max_sweeps=7)
+    labels, biases = ops.em_adapt(scores, present, max_iter=7)
+    again, _ = ops.em_adapt(scores, present, max_iter=7)
     assert torch.equal(labels, again)
-    want_labels, want_biases = ref.em_adapt(scores.numpy(), present.numpy(), max_sweeps=7)
+    want_labels, want_biases = ref.em_adapt(scores.numpy(), present.numpy(), max_iter=7)
     np.testing.assert_array_equal(labels.numpy(), want_labels)
     np.testing.assert_array_equal(biases.numpy(), want_biases)
     assert len(torch.unique(labels)) == 1
@@ -274,7 +274,7 @@ def test_opcheck_em_fixed():
 
 def test_opcheck_em_adapt():
     scores, present = sample_inputs()
-    torch.library.opcheck(torch.ops.emseg.em_adapt.default, (scores, present, 0.2, 0.4, 100))
+    torch.library.opcheck(torch.ops.emseg.em_adapt.default, (scores, present, 0.2, 0.4, 1000))
 
 
 @pytest.mark.parametrize("op", ["em_fixed", "em_adapt"])
@@ -315,7 +315,7 @@ def test_em_fixed_argument_checks(kwargs, message):
     [
         (dict(fg_portion=-0.1), r"em_adapt: fg_portion must be in \[0, 1\], got -0.1"),
         (dict(bg_portion=1.5), r"em_adapt: bg_portion must be in \[0, 1\], got 1.5"),
-        (dict(max_sweeps=0), r"em_adapt: max_sweeps must be >= 1, got 0"),
+        (dict(max_iter=0), r"em_adapt: max_iter must be >= 1, got 0"),
     ],
 )
 def test_em_adapt_argument_checks(kwargs, message):

@@ -46,12 +46,12 @@ at::Tensor em_fixed_cpu(const at::Tensor& scores_in, const at::Tensor& present_i
 
 std::tuple<at::Tensor, at::Tensor> em_adapt_cpu(const at::Tensor& scores_in,
                                                 const at::Tensor& present_in, double fg_portion,
-                                                double bg_portion, int64_t max_sweeps) {
+                                                double bg_portion, int64_t max_iter) {
   check_scores(scores_in, "em_adapt");
   check_present(present_in, scores_in, "em_adapt");
   check_portion(fg_portion, "em_adapt", "fg_portion");
   check_portion(bg_portion, "em_adapt", "bg_portion");
-  TORCH_CHECK(max_sweeps >= 1, "em_adapt: max_sweeps must be >= 1, got ", max_sweeps);
+  TORCH_CHECK(max_iter >= 1, "em_adapt: max_iter must be >= 1, got ", max_iter);
   const at::Tensor scores = scores_in.contiguous();
   const at::Tensor present = present_in.contiguous();
   const int64_t n = scores.size(0), c = scores.size(1), h = scores.size(2), w = scores.size(3);
@@ -66,11 +66,12 @@ std::tuple<at::Tensor, at::Tensor> em_adapt_cpu(const at::Tensor& scores_in,
     const scalar_t* s = scores.data_ptr<scalar_t>();
     at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
       std::vector<uint64_t> keys(pixels);
+      std::vector<int64_t> state(2 * c);
       AdaptShared shared;
       const SerialTeam team;
       for (int64_t image = begin; image < end; ++image) {
         em_adapt_image(s + image * c * pixels, present_ptr + image * c, c, pixels, fg_portion,
-                       bg_portion, max_sweeps, bias_ptr + image * c, keys.data(),
+                       bg_portion, max_iter, bias_ptr + image * c, keys.data(), state.data(),
                        label_ptr + image * pixels, &shared, team);
       }
     });
