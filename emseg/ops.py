@@ -61,7 +61,7 @@ def em_adapt(
     present: Tensor,
     fg_portion: float = 0.2,
     bg_portion: float = 0.4,
-    max_iter: int = 1000,
+    max_iter: int = 100000,
 ) -> tuple[Tensor, Tensor]:
     """EM-Adapt E-step: per-image biases giving every present class a minimum share of pixels.
 
@@ -73,21 +73,23 @@ def em_adapt(
     biases start at 0 and only grow. In a sweep each present class in turn (background first, then
     foreground in ascending order) gets the smallest bias at which it wins at least ``k_l`` pixels
     against the others' current biases: the k-th smallest per-pixel threshold, found exactly (radix
-    select over float64, not a step search). Sweeps alone can crawl when two classes at their quota
+    select over float64, not a step search). Sweeps alone can crawl when classes at their quota
     trade boundary pixels in ever smaller steps; once a sweep no longer shrinks the total shortfall,
-    all classes without spare pixels are raised together by the smallest amount that wins them a
-    pixel from a class with spare pixels, until every share is met. ``max_iter`` bounds sweeps plus
-    joint raises, for inputs that have no solution.
+    pixels move along augmenting chains as in the Hungarian method: the lowest short class is raised
+    by the smallest amount that wins it one more pixel, a class at its quota that loses that pixel
+    joins the raised set, and so on until the pixel comes from a class with pixels to spare.
 
     When the required counts do not fit in the image (``bg_portion + n_fg * fg_portion > 1``, or
     rounding on tiny images) no biases can meet them all; each present class's count is then
     ``floor(M * portion / max(total, 1))`` with ``total = bg_portion + n_fg * fg_portion``, which
     always fits. Counts ignore float rounding of ``M * portion`` below a relative 1e-12.
 
-    Biased scores are formed in float64 and ties go to the lower class. The guarantee holds whenever
-    the pixels can be told apart; pixels with identical score vectors always get the same label, so
-    inputs such as all-equal scores cannot be split and end, after ``max_iter`` iterations, with a
-    deterministic but unbalanced labelling.
+    Biased scores are formed in float64 and ties go to the lower class. Every share is met when the
+    pixels can be split as asked, which holds for scores in general position. Pixels whose score
+    differences tie move together (all-equal scores, heavily quantised scores); such an image may
+    have no solution, and the solver stops, deterministically, once its chains stop lowering the
+    shortfall (64 chain steps per present class without a new lowest) or after ``max_iter`` sweeps
+    and chain steps in all.
 
     Returns ``(labels, biases)``: int64 ``[N, H, W]`` and float64 ``[N, C]`` with ``-inf`` for absent
     classes, so that ``labels == argmax(scores.double() + biases[..., None, None], dim=1)``.
@@ -166,7 +168,7 @@ def _em_fixed_fake(scores, present, fg_bias=5.0, bg_bias=3.0, suppress_absent=Fa
 
 
 @torch.library.register_fake("emseg::em_adapt")
-def _em_adapt_fake(scores, present, fg_portion=0.2, bg_portion=0.4, max_iter=1000):
+def _em_adapt_fake(scores, present, fg_portion=0.2, bg_portion=0.4, max_iter=100000):
     _check_same_device("em_adapt", "present", present, scores, "scores")
     n, c, h, w = scores.shape
     return (

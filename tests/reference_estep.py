@@ -100,6 +100,7 @@ def required_counts(present_row, fg_portion, bg_portion, m):
 
 
 SHORT, AT_QUOTA, SPARE = -1, 0, 1
+STALL_CHAINS = 64
 
 
 def _labels_and_state(s, b, pres, counts):
@@ -145,7 +146,7 @@ def _capture_raises(s, b, pres, labels, raising):
     return np.where(raising[labels], np.inf, need - b[best])
 
 
-def em_adapt(scores, present, fg_portion=0.2, bg_portion=0.4, max_iter=1000):
+def em_adapt(scores, present, fg_portion=0.2, bg_portion=0.4, max_iter=100000):
     """EM-Adapt as documented in emseg.ops.em_adapt: sweeps while they shrink the total shortfall,
     then augmenting chains grown from the lowest short class."""
     scores = np.asarray(scores)
@@ -176,7 +177,9 @@ def em_adapt(scores, present, fg_portion=0.2, bg_portion=0.4, max_iter=1000):
             if deficit >= previous:
                 break
         stuck = False
-        while deficit > 0 and it < max_iter and not stuck:
+        stall_limit = STALL_CHAINS * (int(pres.sum()) + 1)
+        lowest, since_lowest = deficit, 0
+        while deficit > 0 and it < max_iter and not stuck and since_lowest < stall_limit:
             raising = np.zeros(c, dtype=bool)
             raising[np.flatnonzero(pres & (state == SHORT))[0]] = True
             from_spare = False
@@ -192,6 +195,8 @@ def em_adapt(scores, present, fg_portion=0.2, bg_portion=0.4, max_iter=1000):
                 b = np.where(raising, b + smallest, b)
                 raising[donor] = True
                 labels, state, deficit = _labels_and_state(s, b, pres, counts)
+                since_lowest = 0 if deficit < lowest else since_lowest + 1
+                lowest = min(lowest, deficit)
         labels_out[i] = labels
         biases[i] = b
     return labels_out.reshape(n, h, w), biases

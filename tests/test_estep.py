@@ -274,7 +274,7 @@ def test_opcheck_em_fixed():
 
 def test_opcheck_em_adapt():
     scores, present = sample_inputs()
-    torch.library.opcheck(torch.ops.emseg.em_adapt.default, (scores, present, 0.2, 0.4, 1000))
+    torch.library.opcheck(torch.ops.emseg.em_adapt.default, (scores, present, 0.2, 0.4, 100000))
 
 
 @pytest.mark.parametrize("op", ["em_fixed", "em_adapt"])

@@ -157,6 +157,10 @@ struct AdaptShared {
 // [C, 2C) membership of the set of classes being raised together.
 enum QuotaState : int64_t { kShort = -1, kAtQuota = 0, kSpare = 1 };
 
+// Chain steps (per present class) allowed without a new lowest shortfall before the solver
+// concludes that the image cannot be split as asked.
+constexpr int64_t kStallChains = 64;
+
 // Pixels of `label` in `labels`, summed over the team; every member returns the total.
 template <typename Team>
 EMSEG_HD int64_t team_count_label(const int64_t* labels, int64_t num_pixels, int64_t label,
@@ -301,8 +305,14 @@ EMSEG_HD void em_adapt_image(const scalar_t* scores, const bool* present, int64_
                                 bias, labels, state, sh, team);
     if (deficit >= previous) break;
   }
-  // Phase 2: augmenting chains, one pixel of shortfall at a time.
-  while (deficit > 0 && iter < max_iter) {
+  // Phase 2: augmenting chains, one pixel of shortfall at a time. A chain adds at most one class
+  // per step, so a solvable image reaches a new lowest shortfall within a few chains; inputs whose
+  // pixels cannot be split (tied scores) stop after kStallChains chains without a new lowest.
+  int64_t present_count = 0;
+  for (int64_t c = 0; c < num_classes; ++c) present_count += (c == 0 || present[c]) ? 1 : 0;
+  const int64_t stall_limit = kStallChains * (present_count + 1);
+  int64_t lowest = deficit, since_lowest = 0;
+  while (deficit > 0 && iter < max_iter && since_lowest < stall_limit) {
     if (team.tid == 0) {
       bool first_short = true;
       for (int64_t c = 0; c < num_classes; ++c) {
@@ -345,6 +355,8 @@ EMSEG_HD void em_adapt_image(const scalar_t* scores, const bool* present, int64_
       team.sync();
       deficit = label_and_deficit(scores, present, num_classes, num_pixels, fg_portion, bg_portion,
                                   bias, labels, state, sh, team);
+      since_lowest = deficit < lowest ? 0 : since_lowest + 1;
+      lowest = deficit < lowest ? deficit : lowest;
     }
   }
 }
