@@ -30,24 +30,47 @@ constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 
 // ---- EM-Fixed --------------------------------------------------------------------------------
 
+// phi_c of EM-Fixed: bg_bias for background, fg_bias for a present class, 0 for an absent one.
+// Returns false when class c takes no part in the argmax (absent and suppressed).
+template <typename acc_t>
+EMSEG_HD bool em_fixed_bias(int64_t c, const bool* present, acc_t fg_bias, acc_t bg_bias,
+                            bool suppress_absent, acc_t* bias) {
+  if (c == 0) {
+    *bias = bg_bias;
+    return true;
+  }
+  if (present[c]) {
+    *bias = fg_bias;
+    return true;
+  }
+  *bias = acc_t(0);
+  return !suppress_absent;
+}
+
+// Running argmax over classes visited in ascending order: strict > keeps the lower class on ties,
+// matching numpy.argmax.
+template <typename acc_t, typename index_t>
+EMSEG_HD void keep_max(acc_t value, index_t c, acc_t* best, index_t* best_class) {
+  if (value > *best) {
+    *best = value;
+    *best_class = c;
+  }
+}
+
 // argmax_l score_l + phi_l at one pixel; `scores` points at class 0 of the pixel, classes are
-// `plane` elements apart. Ties keep the lower class (strict >), matching numpy.argmax.
+// `plane` elements apart.
 template <typename scalar_t, typename acc_t>
 EMSEG_HD int64_t em_fixed_pixel(const scalar_t* scores, int64_t plane, int64_t num_classes,
                                 const bool* present, acc_t fg_bias, acc_t bg_bias,
                                 bool suppress_absent) {
-  int64_t best = 0;
-  acc_t best_value = static_cast<acc_t>(scores[0]) + bg_bias;
+  int64_t best_class = 0;
+  acc_t best = static_cast<acc_t>(scores[0]) + bg_bias;
   for (int64_t c = 1; c < num_classes; ++c) {
-    const bool is_present = present[c];
-    if (!is_present && suppress_absent) continue;
-    const acc_t value = static_cast<acc_t>(scores[c * plane]) + (is_present ? fg_bias : acc_t(0));
-    if (value > best_value) {
-      best_value = value;
-      best = c;
-    }
+    acc_t bias;
+    if (!em_fixed_bias(c, present, fg_bias, bg_bias, suppress_absent, &bias)) continue;
+    keep_max(static_cast<acc_t>(scores[c * plane]) + bias, c, &best, &best_class);
   }
-  return best;
+  return best_class;
 }
 
 // ---- EM-Adapt --------------------------------------------------------------------------------
