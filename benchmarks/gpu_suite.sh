@@ -104,12 +104,14 @@ run_step "pytest benchmarks/" bench.log \
   "${PYTEST[@]}" benchmarks -ra --benchmark-json "${OUT}/bench.json" --benchmark-columns=min,median,mean,rounds
 
 failed=0
+for status in "${STATUS[@]}"; do
+  [[ $status == pass ]] || failed=1
+done
 {
   echo "emseg GPU suite, $(date -u +%FT%TZ), $(git rev-parse --short HEAD 2>/dev/null)"
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null
   for i in "${!NAMES[@]}"; do
     printf '%-70s %-30s %6s s  %s\n' "${NAMES[$i]}" "${STATUS[$i]}" "${SECONDS_TAKEN[$i]}" "${LOGS[$i]}"
-    [[ ${STATUS[$i]} == pass ]] || failed=1
   done
   echo "overall: $([[ $failed -eq 0 ]] && echo pass || echo FAIL)"
 } | tee "${OUT}/summary.txt"
