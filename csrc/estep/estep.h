@@ -26,7 +26,8 @@ EMSEG_HD double to_double(scalar_t value) {
   return static_cast<double>(static_cast<typename AccType<scalar_t>::type>(value));
 }
 
-constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kNegInf = -kInf;
 
 // ---- EM-Fixed --------------------------------------------------------------------------------
 
@@ -99,10 +100,9 @@ EMSEG_HD bool reaches(double value, double target, bool strict) {
 // bit patterns of doubles; the common case (target - score is already the answer) returns early.
 EMSEG_HD double min_bias_to_reach(double score, double target, bool strict) {
   if (target == kNegInf) return kNegInf;
-  const double inf = std::numeric_limits<double>::infinity();
   const double guess = target - score;
   const bool guess_reaches = reaches(score + guess, target, strict);
-  if (guess_reaches && !reaches(score + nextafter(guess, -inf), target, strict)) return guess;
+  if (guess_reaches && !reaches(score + nextafter(guess, kNegInf), target, strict)) return guess;
   // Bracket [failing, passing] around the answer with steps that double from a few ulps.
   double step = (fabs(target) + fabs(score)) * 0x1p-50 + 0x1p-1074;
   double passing = guess, failing = guess;
@@ -233,7 +233,7 @@ template <typename scalar_t>
 EMSEG_HD double capture_raise(const scalar_t* scores, int64_t num_pixels, int64_t num_classes,
                               const bool* present, const double* bias, const int64_t* labels,
                               const int64_t* raising, int64_t m) {
-  if (raising[labels[m]]) return std::numeric_limits<double>::infinity();
+  if (raising[labels[m]]) return kInf;
   int64_t best = -1;
   double best_value = kNegInf;
   for (int64_t c = 0; c < num_classes; ++c) {
@@ -354,7 +354,7 @@ EMSEG_HD void em_adapt_image(const scalar_t* scores, const bool* present, int64_
       }
       const uint64_t smallest = radix_select(keys, num_pixels, 0, &sh->radix, team);
       // The set holds every pixel: nothing left to win (only inputs without a solution get here).
-      if (key_to_double(smallest) == std::numeric_limits<double>::infinity()) return;
+      if (key_to_double(smallest) == kInf) return;
       // The lowest pixel reaching the smallest raise, so the chain is the same on every backend.
       if (team.tid == 0) sh->first = static_cast<unsigned long long>(num_pixels);
       team.sync();
