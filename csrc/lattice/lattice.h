@@ -205,6 +205,9 @@ EMSEG_HD void find_neighbours(int32_t v, int32_t M, int d, int32_t owner_entry, 
 // [P][W] (zero-padded), and each chunk goes through splat, blur and slice on its own. Chunks are
 // independent, so threads (or CUDA blocks) split the work by chunk without synchronising between
 // the d+3 passes, and every inner loop has the constant trip count W and vectorises.
+// Chunk width for V channels: 8 (two SSE registers, one AVX) unless V is small.
+inline int chunk_width(int64_t V) { return V <= 4 ? 4 : 8; }
+
 EMSEG_HD int64_t chunk_offset(int64_t i, int64_t c, int64_t P, int W) {
   return ((c / W) * P + i) * W + (c % W);
 }

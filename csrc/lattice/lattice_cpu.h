@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "lattice/lattice.h"
+
 namespace emseg {
 namespace lattice {
 
@@ -55,9 +57,6 @@ class CpuLattice {
   std::vector<float> splat_weight_;    // [P*(d+1)] their barycentric weights
   std::vector<int32_t> nbr_;           // [d+1, M, 2]
 };
-
-// Chunk width for V channels: 8 (two SSE registers, one AVX) unless V is small.
-inline int chunk_width(int64_t V) { return V <= 4 ? 4 : 8; }
 
 // [P, V] <-> ceil(V / W) chunks [P][W] (padding channels zero).
 void to_chunks(const float* x, float* chunks, int64_t P, int64_t V, int W);
