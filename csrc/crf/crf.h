@@ -63,7 +63,7 @@ inline lattice::vf4 exp_approx4(lattice::vf4 x) {
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
   const lattice::vi4 bits = (__builtin_convertvector(n, lattice::vi4) + 127) << 23;
-  const vf4 y = p * reinterpret_cast<const vf4&>(bits);
+  const vf4 y = p * (vf4)bits;  // vector cast: reinterprets the bits
   return x < vf4_set(-80.0f) ? vf4_set(0.0f) : y;
 }
 #endif
