@@ -78,11 +78,10 @@ EMSEG_HD void embed_point(const float* f, int d, const float* scale, int32_t* ke
   for (int i = 0; i < d; ++i) {
     const float di = elevated[i] - static_cast<float>(rem0[i]);
     for (int j = i + 1; j <= d; ++j) {
-      if (di < elevated[j] - static_cast<float>(rem0[j])) {
-        ++rank[i];
-      } else {
-        ++rank[j];
-      }
+      // Branch-free: the comparison's outcome is data-dependent and mispredicts half the time.
+      const int32_t lt = di < elevated[j] - static_cast<float>(rem0[j]);
+      rank[i] += lt;
+      rank[j] += 1 - lt;
     }
   }
   // Rounding may leave the point off the hyperplane (sum != 0): wrap ranks back into 0..d.
