@@ -14,6 +14,30 @@
 namespace emseg {
 namespace {
 
+// The per-pixel update over a range of pixels, compiled for the baseline and for AVX2 + FMA.
+template <int W>
+void mean_field_range(int64_t lo, int64_t hi, const crf::MeanFieldArgs& args) {
+  for (int64_t i = lo; i < hi; ++i) crf::mean_field_pixel<W>(i, args);
+}
+
+template <int W>
+EMSEG_AVX2_TARGET void mean_field_range_avx2(int64_t lo, int64_t hi,
+                                             const crf::MeanFieldArgs& args) {
+  for (int64_t i = lo; i < hi; ++i) crf::mean_field_pixel<W>(i, args);
+}
+
+template <int W>
+void mean_field_update(int64_t P, const crf::MeanFieldArgs& args) {
+  const bool avx2 = lattice::cpu_has_avx2();
+  lattice::parallel_blocks(P, 1024, [&](int64_t lo, int64_t hi) {
+    if (avx2) {
+      mean_field_range_avx2<W>(lo, hi, args);
+    } else {
+      mean_field_range<W>(lo, hi, args);
+    }
+  });
+}
+
 // Features of one image's valid region [h, w]: [P, 2] positions or [P, 5] positions + colours,
 // each divided by its standard deviation (pixel (x, y) -> (x / sx, y / sy, r / sr, ...)).
 at::Tensor crf_features(const at::Tensor& image_n, int64_t h, int64_t w, c10::ArrayRef<double> std,
@@ -64,7 +88,7 @@ at::Tensor dense_crf_cpu(const at::Tensor& unary_in, const at::Tensor& image_in,
       const float* ub = unary.data_ptr<float>() + n * L * H * Wd;
       float* ud = U.data_ptr<float>();
       const float sign = logits ? -1.0f : 1.0f;
-      at::parallel_for(0, h, 16, [&](int64_t y0, int64_t y1) {
+      lattice::parallel_blocks(h, 16, [&](int64_t y0, int64_t y1) {
         for (int64_t y = y0; y < y1; ++y) {
           for (int64_t x = 0; x < w; ++x) {
             const int64_t i = y * w + x;
@@ -152,15 +176,11 @@ at::Tensor dense_crf_cpu(const at::Tensor& unary_in, const at::Tensor& image_in,
 
     auto update = [&](int num_kernels) {
       args.num_kernels = num_kernels;
-      at::parallel_for(0, P, 1024, [&](int64_t lo, int64_t hi) {
-        for (int64_t i = lo; i < hi; ++i) {
-          if (W == 4) {
-            crf::mean_field_pixel<4>(i, args);
-          } else {
-            crf::mean_field_pixel<8>(i, args);
-          }
-        }
-      });
+      if (W == 4) {
+        mean_field_update<4>(P, args);
+      } else {
+        mean_field_update<8>(P, args);
+      }
     };
     // One filtering task per (kernel, chunk); each runs all its passes without synchronising.
     const int64_t tasks = used * C;
@@ -190,7 +210,7 @@ at::Tensor dense_crf_cpu(const at::Tensor& unary_in, const at::Tensor& image_in,
     {
       const float* qd = Q.data_ptr<float>();
       float* ob = out.data_ptr<float>() + n * L * H * Wd;
-      at::parallel_for(0, h, 16, [&](int64_t y0, int64_t y1) {
+      lattice::parallel_blocks(h, 16, [&](int64_t y0, int64_t y1) {
         for (int64_t y = y0; y < y1; ++y) {
           for (int64_t l = 0; l < L; ++l) {
             for (int64_t x = 0; x < w; ++x) {

@@ -219,6 +219,18 @@ EMSEG_HD int64_t chunk_offset(int64_t i, int64_t c, int64_t P, int W) {
 typedef float vf4 __attribute__((vector_size(16), aligned(4)));  // unaligned 4-float row piece
 typedef int32_t vi4 __attribute__((vector_size(16), aligned(4)));
 inline vf4 vf4_set(float x) { return vf4{x, x, x, x}; }
+// A whole row of a chunk as one vector: two SSE operations each, or one where the caller is
+// compiled for AVX (lattice_cpu.cpp dispatches to such a copy at run time).
+template <int W>
+struct HostRow;
+template <>
+struct HostRow<4> {
+  typedef float type __attribute__((vector_size(16), aligned(4)));
+};
+template <>
+struct HostRow<8> {
+  typedef float type __attribute__((vector_size(32), aligned(4)));
+};
 #else
 #define EMSEG_HOST_SIMD 0
 #endif
@@ -230,16 +242,12 @@ template <int W>
 EMSEG_HD void splat_vertex(int32_t v, const int32_t* start, const int32_t* point,
                            const float* weight, const float* in, float* out) {
 #if EMSEG_HOST_SIMD
-  static_assert(W % 4 == 0, "chunk width must be a multiple of 4");
-  vf4 acc[W / 4];
-  for (int j = 0; j < W / 4; ++j) acc[j] = vf4{0.0f, 0.0f, 0.0f, 0.0f};
+  typedef typename HostRow<W>::type Row;
+  Row acc = {};
   for (int32_t k = start[v]; k < start[v + 1]; ++k) {
-    const float w = weight[k];
-    const vf4* x = reinterpret_cast<const vf4*>(in + static_cast<int64_t>(point[k]) * W);
-    for (int j = 0; j < W / 4; ++j) acc[j] += w * x[j];
+    acc += weight[k] * *reinterpret_cast<const Row*>(in + static_cast<int64_t>(point[k]) * W);
   }
-  vf4* o = reinterpret_cast<vf4*>(out + static_cast<int64_t>(v) * W);
-  for (int j = 0; j < W / 4; ++j) o[j] = acc[j];
+  *reinterpret_cast<Row*>(out + static_cast<int64_t>(v) * W) = acc;
 #else
   float acc[W];
   for (int c = 0; c < W; ++c) acc[c] = 0.0f;
@@ -257,11 +265,11 @@ EMSEG_HD void splat_vertex(int32_t v, const int32_t* start, const int32_t* point
 template <int W>
 EMSEG_HD void blur_vertex(int32_t v, const int32_t* nbr_axis, const float* in, float* out) {
 #if EMSEG_HOST_SIMD
-  const vf4* c = reinterpret_cast<const vf4*>(in + static_cast<int64_t>(v) * W);
-  const vf4* a = reinterpret_cast<const vf4*>(in + static_cast<int64_t>(nbr_axis[2 * v]) * W);
-  const vf4* b = reinterpret_cast<const vf4*>(in + static_cast<int64_t>(nbr_axis[2 * v + 1]) * W);
-  vf4* o = reinterpret_cast<vf4*>(out + static_cast<int64_t>(v) * W);
-  for (int j = 0; j < W / 4; ++j) o[j] = c[j] + 0.5f * (a[j] + b[j]);
+  typedef typename HostRow<W>::type Row;
+  const Row c = *reinterpret_cast<const Row*>(in + static_cast<int64_t>(v) * W);
+  const Row a = *reinterpret_cast<const Row*>(in + static_cast<int64_t>(nbr_axis[2 * v]) * W);
+  const Row b = *reinterpret_cast<const Row*>(in + static_cast<int64_t>(nbr_axis[2 * v + 1]) * W);
+  *reinterpret_cast<Row*>(out + static_cast<int64_t>(v) * W) = c + 0.5f * (a + b);
 #else
   const float* c = in + static_cast<int64_t>(v) * W;
   const float* a = in + static_cast<int64_t>(nbr_axis[2 * v]) * W;
@@ -277,15 +285,13 @@ EMSEG_HD void slice_point(int64_t i, int d, const int32_t* vert, const float* ba
                           const float* values, float scale, float* out) {
   const int64_t base = i * (d + 1);
 #if EMSEG_HOST_SIMD
-  vf4 acc[W / 4];
-  for (int j = 0; j < W / 4; ++j) acc[j] = vf4{0.0f, 0.0f, 0.0f, 0.0f};
+  typedef typename HostRow<W>::type Row;
+  Row acc = {};
   for (int r = 0; r <= d; ++r) {
-    const float w = bary[base + r] * scale;
-    const vf4* x = reinterpret_cast<const vf4*>(values + static_cast<int64_t>(vert[base + r]) * W);
-    for (int j = 0; j < W / 4; ++j) acc[j] += w * x[j];
+    acc += (bary[base + r] * scale) *
+           *reinterpret_cast<const Row*>(values + static_cast<int64_t>(vert[base + r]) * W);
   }
-  vf4* o = reinterpret_cast<vf4*>(out + i * W);
-  for (int j = 0; j < W / 4; ++j) o[j] = acc[j];
+  *reinterpret_cast<Row*>(out + i * W) = acc;
 #else
   float acc[W];
   for (int c = 0; c < W; ++c) acc[c] = 0.0f;

@@ -15,7 +15,7 @@ namespace emseg {
 namespace lattice {
 
 namespace {
-// Grain sizes: enough work per task to amortise the parallel_for dispatch.
+// Block sizes: enough work per task to amortise handing it out.
 constexpr int64_t kPointGrain = 2048;
 constexpr int64_t kVertexGrain = 1024;
 }  // namespace
@@ -24,7 +24,7 @@ CpuLattice::CpuLattice(const float* features, int64_t P, int d, bool parallel) :
   // Serial build: run each pass as one range on this thread.
   auto loop = [parallel](int64_t n, int64_t grain, const auto& f) {
     if (parallel) {
-      at::parallel_for(0, n, grain, f);
+      parallel_blocks(n, grain, f);
     } else if (n > 0) {
       f(int64_t(0), n);
     }
@@ -111,23 +111,53 @@ CpuLattice::CpuLattice(const float* features, int64_t P, int d, bool parallel) :
 }
 
 template <int W>
-void CpuLattice::filter_chunk(const float* in, float* out, float* buf_a, float* buf_b,
-                              bool inner_parallel) const {
-  const int d = d_;
+inline void CpuLattice::passes(const float* in, float* out, float* a, float* b) const {
   const int64_t M = M_;
-  auto loop = [inner_parallel](int64_t n, int64_t grain, const auto& f) {
-    if (inner_parallel) {
-      at::parallel_for(0, n, grain, f);
-    } else if (n > 0) {
-      f(int64_t(0), n);
-    }
-  };
-  float* a = buf_a;
-  float* b = buf_b;
-  // Row M is the "absent neighbour": zero in both buffers.
   std::fill(a + M * W, a + (M + 1) * W, 0.0f);
   std::fill(b + M * W, b + (M + 1) * W, 0.0f);
-  loop(M, kVertexGrain, [&](int64_t lo, int64_t hi) {
+  for (int64_t v = 0; v < M; ++v) {
+    splat_vertex<W>(static_cast<int32_t>(v), start_.data(), splat_point_.data(),
+                    splat_weight_.data(), in, a);
+  }
+  for (int j = 0; j <= d_; ++j) {
+    const int32_t* nbr_axis = nbr_.data() + static_cast<int64_t>(j) * M * 2;
+    for (int64_t v = 0; v < M; ++v) blur_vertex<W>(static_cast<int32_t>(v), nbr_axis, a, b);
+    std::swap(a, b);
+  }
+  const float scale = slice_scale(d_);
+  for (int64_t i = 0; i < P_; ++i) slice_point<W>(i, d_, vert_.data(), bary_.data(), a, scale, out);
+}
+
+template <int W>
+void CpuLattice::passes_default(const float* in, float* out, float* a, float* b) const {
+  passes<W>(in, out, a, b);
+}
+
+template <int W>
+EMSEG_AVX2_TARGET void CpuLattice::passes_avx2(const float* in, float* out, float* a,
+                                                float* b) const {
+  passes<W>(in, out, a, b);
+}
+
+template <int W>
+void CpuLattice::filter_chunk(const float* in, float* out, float* buf_a, float* buf_b,
+                              bool inner_parallel) const {
+  if (!inner_parallel) {
+    if (cpu_has_avx2()) {
+      passes_avx2<W>(in, out, buf_a, buf_b);
+    } else {
+      passes_default<W>(in, out, buf_a, buf_b);
+    }
+    return;
+  }
+  // Split each pass over threads, with a barrier between passes (few chunks, many threads).
+  const int d = d_;
+  const int64_t M = M_;
+  float* a = buf_a;
+  float* b = buf_b;
+  std::fill(a + M * W, a + (M + 1) * W, 0.0f);
+  std::fill(b + M * W, b + (M + 1) * W, 0.0f);
+  parallel_blocks(M, kVertexGrain, [&](int64_t lo, int64_t hi) {
     for (int64_t v = lo; v < hi; ++v) {
       splat_vertex<W>(static_cast<int32_t>(v), start_.data(), splat_point_.data(),
                       splat_weight_.data(), in, a);
@@ -135,13 +165,13 @@ void CpuLattice::filter_chunk(const float* in, float* out, float* buf_a, float* 
   });
   for (int j = 0; j <= d; ++j) {
     const int32_t* nbr_axis = nbr_.data() + static_cast<int64_t>(j) * M * 2;
-    loop(M, kVertexGrain, [&](int64_t lo, int64_t hi) {
+    parallel_blocks(M, kVertexGrain, [&](int64_t lo, int64_t hi) {
       for (int64_t v = lo; v < hi; ++v) blur_vertex<W>(static_cast<int32_t>(v), nbr_axis, a, b);
     });
     std::swap(a, b);
   }
   const float scale = slice_scale(d);
-  loop(P_, kPointGrain, [&](int64_t lo, int64_t hi) {
+  parallel_blocks(P_, kPointGrain, [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) slice_point<W>(i, d, vert_.data(), bary_.data(), a, scale, out);
   });
 }
@@ -151,7 +181,7 @@ template void CpuLattice::filter_chunk<8>(const float*, float*, float*, float*, 
 
 void to_chunks(const float* x, float* chunks, int64_t P, int64_t V, int W) {
   const int64_t C = (V + W - 1) / W;
-  at::parallel_for(0, P, kPointGrain, [&](int64_t lo, int64_t hi) {
+  parallel_blocks(P, kPointGrain, [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) {
       for (int64_t c = 0; c < C * W; ++c) {
         chunks[chunk_offset(i, c, P, W)] = c < V ? x[i * V + c] : 0.0f;
@@ -161,7 +191,7 @@ void to_chunks(const float* x, float* chunks, int64_t P, int64_t V, int W) {
 }
 
 void from_chunks(const float* chunks, float* x, int64_t P, int64_t V, int W) {
-  at::parallel_for(0, P, kPointGrain, [&](int64_t lo, int64_t hi) {
+  parallel_blocks(P, kPointGrain, [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) {
       for (int64_t c = 0; c < V; ++c) x[i * V + c] = chunks[chunk_offset(i, c, P, W)];
     }
@@ -217,7 +247,7 @@ at::Tensor permutohedral_filter_cpu(const at::Tensor& values_in, const at::Tenso
     if (normalize) {
       // Divide by the response to all-ones: a weighted mean, independent of the lattice's gain.
       lat.filter(ones.data(), norm.data(), 1);
-      at::parallel_for(0, P, 4096, [&](int64_t lo, int64_t hi) {
+      lattice::parallel_blocks(P, 4096, [&](int64_t lo, int64_t hi) {
         for (int64_t i = lo; i < hi; ++i) {
           const float s = 1.0f / norm[i];
           for (int64_t c = 0; c < V; ++c) o[i * V + c] *= s;

@@ -10,8 +10,27 @@
 
 #include "lattice/lattice.h"
 
+// x86-64 hosts with AVX2 and FMA run copies of the hot loops compiled for them (selected at run
+// time, so the extension still loads on any x86-64); other hosts run the portable build.
+#if defined(__x86_64__) && defined(__GNUC__)
+#define EMSEG_AVX2_TARGET __attribute__((target("avx2,fma"), flatten))
+#define EMSEG_HAVE_AVX2_COPY 1
+#else
+#define EMSEG_AVX2_TARGET
+#define EMSEG_HAVE_AVX2_COPY 0
+#endif
+
 namespace emseg {
 namespace lattice {
+
+inline bool cpu_has_avx2() {
+#if EMSEG_HAVE_AVX2_COPY
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return yes;
+#else
+  return false;
+#endif
+}
 
 // Runs f(0..n-1) on the intra-op threads, handing tasks out one at a time: tasks of unequal cost
 // (chunks of different lattices) still keep every thread busy, with one synchronisation in all.
@@ -23,6 +42,19 @@ void run_tasks(int64_t n, const F& f) {
   at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
     for (int64_t t = next.fetch_add(1); t < n; t = next.fetch_add(1)) f(t);
   });
+}
+
+// f(lo, hi) over [0, n) in blocks handed out dynamically: on a busy machine, where a thread can lose
+// its core for a while, the others take over its share instead of waiting at the end (a static
+// split, at::parallel_for's, waits for the slowest thread).
+template <typename F>
+void parallel_blocks(int64_t n, int64_t block, const F& f) {
+  const int64_t tasks = (n + block - 1) / block;
+  if (tasks <= 1 || at::get_num_threads() == 1 || at::in_parallel_region()) {
+    if (n > 0) f(int64_t(0), n);
+    return;
+  }
+  run_tasks(tasks, [&](int64_t t) { f(t * block, std::min(n, (t + 1) * block)); });
 }
 
 class CpuLattice {
@@ -47,6 +79,15 @@ class CpuLattice {
   void filter(const float* in, float* out, int64_t V) const;
 
  private:
+  // The passes of filter_chunk on the calling thread, written once, compiled twice (below).
+  template <int W>
+  __attribute__((always_inline)) inline void passes(const float* in, float* out, float* a,
+                                                    float* b) const;
+  template <int W>
+  void passes_default(const float* in, float* out, float* a, float* b) const;
+  template <int W>
+  EMSEG_AVX2_TARGET void passes_avx2(const float* in, float* out, float* a, float* b) const;
+
   int64_t P_;
   int d_;
   int64_t M_ = 0;
