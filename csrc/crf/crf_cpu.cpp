@@ -109,29 +109,19 @@ at::Tensor dense_crf_cpu(const at::Tensor& unary_in, const at::Tensor& image_in,
     at::Tensor Q = at::zeros({C, P, W}, fopts);
     args.q = Q.data_ptr<float>();
 
-    // Build each active kernel's lattice once (two at a time when there are two and the threads
-    // for it); every iteration below reuses them.
+    // Build each active kernel's lattice once (each build split over the threads); every
+    // iteration below reuses them.
     int kernels[crf::kMaxKernels];
     int used = 0;
     for (int k = 0; k < crf::kMaxKernels; ++k) {
       if (active[k] && iterations > 0) kernels[used++] = k;
     }
     std::unique_ptr<lattice::CpuLattice> lat[crf::kMaxKernels];
-    at::Tensor feats[crf::kMaxKernels];
     for (int s = 0; s < used; ++s) {
       const int k = kernels[s];
-      feats[s] = k == 0 ? crf_features(image_in[n], h, w, pos_std, false)
-                        : crf_features(image_in[n], h, w, bi_std, true);
-    }
-    const bool concurrent = used > 1 && at::get_num_threads() > 1;
-    auto build = [&](int64_t s) {
-      lat[s] = std::make_unique<lattice::CpuLattice>(feats[s].data_ptr<float>(), P,
-                                                     int(feats[s].size(1)), !concurrent);
-    };
-    if (concurrent) {
-      lattice::run_tasks(used, build);
-    } else {
-      for (int s = 0; s < used; ++s) build(s);
+      const at::Tensor f = k == 0 ? crf_features(image_in[n], h, w, pos_std, false)
+                                  : crf_features(image_in[n], h, w, bi_std, true);
+      lat[s] = std::make_unique<lattice::CpuLattice>(f.data_ptr<float>(), P, int(f.size(1)));
     }
 
     at::Tensor norm[crf::kMaxKernels], next_in[crf::kMaxKernels], sliced[crf::kMaxKernels],
@@ -144,15 +134,10 @@ at::Tensor dense_crf_cpu(const at::Tensor& unary_in, const at::Tensor& image_in,
       response[s] = at::empty({P, 4}, fopts);
       norm_scratch[s] = at::empty({2, lat[s]->num_vertices() + 1, 4}, fopts);
     }
-    auto norm_task = [&](int64_t s) {
+    for (int s = 0; s < used; ++s) {
       float* a = norm_scratch[s].data_ptr<float>();
       lat[s]->filter_chunk<4>(ones.data_ptr<float>(), response[s].data_ptr<float>(), a,
-                              a + (lat[s]->num_vertices() + 1) * 4, !concurrent);
-    };
-    if (concurrent) {
-      lattice::run_tasks(used, norm_task);
-    } else {
-      for (int s = 0; s < used; ++s) norm_task(s);
+                              a + (lat[s]->num_vertices() + 1) * 4, /*inner_parallel=*/true);
     }
     for (int s = 0; s < used; ++s) {
       const int k = kernels[s];
