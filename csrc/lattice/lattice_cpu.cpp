@@ -113,12 +113,9 @@ CpuLattice::CpuLattice(const float* features, int64_t P, int d, bool parallel) :
 template <int W>
 inline void CpuLattice::passes(const float* in, float* out, float* a, float* b) const {
   const int64_t M = M_;
-  std::fill(a + M * W, a + (M + 1) * W, 0.0f);
+  std::fill(a, a + (M + 1) * W, 0.0f);
   std::fill(b + M * W, b + (M + 1) * W, 0.0f);
-  for (int64_t v = 0; v < M; ++v) {
-    splat_vertex<W>(static_cast<int32_t>(v), start_.data(), splat_point_.data(),
-                    splat_weight_.data(), in, a);
-  }
+  for (int64_t i = 0; i < P_; ++i) splat_point_scatter<W>(i, d_, vert_.data(), bary_.data(), in, a);
   for (int j = 0; j <= d_; ++j) {
     const int32_t* nbr_axis = nbr_.data() + static_cast<int64_t>(j) * M * 2;
     for (int64_t v = 0; v < M; ++v) blur_vertex<W>(static_cast<int32_t>(v), nbr_axis, a, b);
