@@ -175,7 +175,8 @@ EMSEG_HD int32_t hash_find(const int32_t* table, uint32_t mask, const int32_t* k
 
 // Neighbours of vertex v along all d+1 axes. Along axis j the neighbours differ by -/+ the vector
 // (d+1) e_j - 1 (in d+1 coordinates): every coordinate moves by 1 except j, which moves by d.
-// `owner_entry` is the entry holding v's key; `entry_vertex` maps an owner entry to its vertex id.
+// `owner_entry` is the entry holding v's key; `entry_vertex` maps an owner entry to its vertex id
+// (null when the table's entries are the vertex ids themselves).
 // Writes nbr[(j*M + v)*2 + {0, 1}], M meaning "no such vertex". O((d+1) * d) probes' worth of work.
 EMSEG_HD void find_neighbours(int32_t v, int32_t M, int d, int32_t owner_entry, const int32_t* table,
                               uint32_t mask, const int32_t* keys, const int32_t* entry_vertex,
@@ -195,8 +196,8 @@ EMSEG_HD void find_neighbours(int32_t v, int32_t M, int d, int32_t owner_entry, 
     const int32_t a = hash_find(table, mask, keys, d, lo);
     const int32_t b = hash_find(table, mask, keys, d, hi);
     const int64_t base = (static_cast<int64_t>(j) * M + v) * 2;
-    nbr[base] = a == kEmpty ? M : entry_vertex[a];
-    nbr[base + 1] = b == kEmpty ? M : entry_vertex[b];
+    nbr[base] = a == kEmpty ? M : (entry_vertex ? entry_vertex[a] : a);
+    nbr[base + 1] = b == kEmpty ? M : (entry_vertex ? entry_vertex[b] : b);
   }
 }
 

@@ -100,12 +100,30 @@ CpuLattice::CpuLattice(const float* features, int64_t P, int d, bool parallel) :
     }
   }
 
-  // 5. Blur neighbours of every vertex along every axis: 2 (d+1) hash probes per vertex.
+  // 5. Blur neighbours of every vertex along every axis: 2 (d+1) hash probes per vertex. Most
+  // probes miss or compare keys; against the entry table both hit memory all over the E-entry key
+  // array, so first re-hash the M distinct keys into a compact table over a dense [M, d] key copy
+  // (a few hundred KB for an image: cache-resident), then probe that.
+  std::unique_ptr<int32_t[]> vkeys(new int32_t[int64_t(M) * d]);
+  loop(M, kVertexGrain, [&](int64_t lo, int64_t hi) {
+    for (int64_t v = lo; v < hi; ++v) {
+      std::copy_n(keys.get() + int64_t(owner_of_vertex[v]) * d, d, vkeys.get() + v * d);
+    }
+  });
+  keys.reset();
+  const uint32_t vcap = table_capacity(M);
+  std::vector<int32_t> vtable(vcap, kEmpty);
+  int32_t vcreated = 0;
+  loop(M, kVertexGrain, [&](int64_t lo, int64_t hi) {
+    for (int64_t v = lo; v < hi; ++v) {
+      hash_insert(vtable.data(), vcap - 1, vkeys.get(), d, static_cast<int32_t>(v), &vcreated);
+    }
+  });
   nbr_.resize(static_cast<int64_t>(d + 1) * M * 2);
   loop(M, kVertexGrain, [&](int64_t lo, int64_t hi) {
     for (int64_t v = lo; v < hi; ++v) {
-      find_neighbours(static_cast<int32_t>(v), M, d, owner_of_vertex[v], table.data(), cap - 1,
-                      keys.get(), entry_vertex.get(), nbr_.data());
+      find_neighbours(static_cast<int32_t>(v), M, d, static_cast<int32_t>(v), vtable.data(),
+                      vcap - 1, vkeys.get(), nullptr, nbr_.data());
     }
   });
 }
