@@ -121,6 +121,20 @@ def peak_rss_mb(fn):
     return result, (_status_mib("VmHWM"), before)
 
 
+@pytest.mark.skipif(dcrf is None, reason="pydensecrf2 is not installed")
+@pytest.mark.parametrize("scale", SCALES)
+def test_pydensecrf(benchmark, scale):
+    skip_large_when_disabled(benchmark, scale)
+    h, w = workload(scale)
+    image, unary = inputs(h, w)
+    benchmark.group = f"crf {w}x{h} L={LABELS} it={ITERATIONS}"
+    benchmark.extra_info.update(device="cpu", shape=[1, LABELS, h, w], threads=1, impl="pydensecrf2")
+    q, (peak, before) = peak_rss_mb(lambda: benchmark(run_pydensecrf, image, unary))
+    benchmark.extra_info.update(peak_rss_mib=peak, rss_before_mib=before)
+    assert np.allclose(q.sum(0), 1.0, atol=1e-4)
+    _REFERENCE.setdefault((h, w), q)  # emseg's runs are checked against this
+
+
 DEVICES = [
     "cpu",
     pytest.param(
