@@ -22,4 +22,7 @@ TORCH_LIBRARY(emseg, m) {
   m.def("bbox_em_fixed(Tensor scores, Tensor boxes, float fg_bias=5.0, float bg_bias=3.0, "
         "bool suppress_absent=False) -> Tensor");
   // ---- permutohedral lattice (csrc/lattice) and dense CRF (csrc/crf) ----
+  m.def("permutohedral_filter(Tensor values, Tensor features, bool normalize=True) -> Tensor");
+  m.def("dense_crf(Tensor unary, Tensor image, Tensor compat, float[] pos_std, float[] bi_std, "
+        "int iterations=10, Tensor? sizes=None, bool logits=False) -> Tensor");
 }
