@@ -1,5 +1,5 @@
 // CUDA mean-field update: one thread per pixel, running crf.h's per-pixel function (the same code
-// the CPU kernel loops over). Torch-free; the binding is crf_cuda_binding.cu.
+// the CPU kernel loops over). Torch-free; the binding is crf_cuda.cpp.
 #include <cuda_runtime.h>
 
 #include "crf/crf.h"
