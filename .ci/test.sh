@@ -9,6 +9,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON=${PYTHON:-python}
 # --no-build-isolation builds against the torch installed here, so the build tools come first.
 "$PYTHON" -m pip install -q scikit-build-core cmake ninja
+# pydensecrf2 (a test reference) ships as source and needs Cython to build: build it in pip's
+# isolated environment before the --no-build-isolation install below finds it satisfied.
+"$PYTHON" -m pip install -q "pydensecrf2>=1.1"
 "$PYTHON" -m pip install -q --no-build-isolation -e ".[test]"
 set +e
 "$PYTHON" -m pytest tests benchmarks --benchmark-disable -q "$@"
