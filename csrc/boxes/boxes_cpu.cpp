@@ -16,7 +16,6 @@
 #include "boxes/boxes.h"
 #include "boxes/validate.h"
 #include "estep/estep.h"
-#include "estep/validate.h"
 
 namespace emseg {
 namespace boxes {
@@ -53,8 +52,7 @@ inline void for_each_pixel(int64_t begin, int64_t end, int64_t height, int64_t w
 
 at::Tensor boxes_to_labels_cpu(const at::Tensor& boxes_in, int64_t height, int64_t width,
                                int64_t fill) {
-  check_boxes(boxes_in, "boxes_to_labels", -1);
-  check_output_size(height, width, "boxes_to_labels");
+  validate_boxes_to_labels(boxes_in, height, width);
   const at::Tensor boxes = boxes_in.contiguous();
   const int64_t n = boxes.size(0), num_boxes = boxes.size(1), pixels = height * width;
   at::Tensor labels = at::empty({n, height, width}, boxes.options().dtype(at::kLong));
@@ -74,14 +72,7 @@ at::Tensor boxes_to_labels_cpu(const at::Tensor& boxes_in, int64_t height, int64
 
 at::Tensor bbox_em_fixed_cpu(const at::Tensor& scores_in, const at::Tensor& boxes_in,
                              double fg_bias, double bg_bias, bool suppress_absent) {
-  estep::check_scores(scores_in, "bbox_em_fixed");
-  // Device first: the value checks of check_boxes read boxes on their own device.
-  check_same_device(boxes_in, "bbox_em_fixed: boxes", scores_in, "scores");
-  check_boxes(boxes_in, "bbox_em_fixed", scores_in.size(1));
-  TORCH_CHECK(boxes_in.size(0) == scores_in.size(0), "bbox_em_fixed: boxes.shape[0] must equal N = ",
-              scores_in.size(0), " (the batch size of scores), got shape ", shape_str(boxes_in));
-  estep::check_bias(fg_bias, "bbox_em_fixed", "fg_bias");
-  estep::check_bias(bg_bias, "bbox_em_fixed", "bg_bias");
+  validate_bbox_em_fixed(scores_in, boxes_in, fg_bias, bg_bias);
   const at::Tensor scores = scores_in.contiguous();
   const at::Tensor boxes = boxes_in.contiguous();
   const int64_t n = scores.size(0), c = scores.size(1), h = scores.size(2), w = scores.size(3);

@@ -9,7 +9,6 @@
 #include "boxes/boxes_cuda.h"
 #include "boxes/validate.h"
 #include "common/cuda_types.h"
-#include "estep/validate.h"
 
 namespace emseg {
 namespace boxes {
@@ -17,8 +16,7 @@ namespace {
 
 at::Tensor boxes_to_labels_cuda(const at::Tensor& boxes_in, int64_t height, int64_t width,
                                 int64_t fill) {
-  check_boxes(boxes_in, "boxes_to_labels", -1);
-  check_output_size(height, width, "boxes_to_labels");
+  validate_boxes_to_labels(boxes_in, height, width);
   const c10::cuda::CUDAGuard guard(boxes_in.device());
   const at::Tensor boxes = boxes_in.contiguous();
   const int64_t n = boxes.size(0), num_boxes = boxes.size(1);
@@ -35,14 +33,7 @@ at::Tensor boxes_to_labels_cuda(const at::Tensor& boxes_in, int64_t height, int6
 
 at::Tensor bbox_em_fixed_cuda(const at::Tensor& scores_in, const at::Tensor& boxes_in,
                               double fg_bias, double bg_bias, bool suppress_absent) {
-  estep::check_scores(scores_in, "bbox_em_fixed");
-  // Device first: the value checks of check_boxes read boxes on their own device.
-  check_same_device(boxes_in, "bbox_em_fixed: boxes", scores_in, "scores");
-  check_boxes(boxes_in, "bbox_em_fixed", scores_in.size(1));
-  TORCH_CHECK(boxes_in.size(0) == scores_in.size(0), "bbox_em_fixed: boxes.shape[0] must equal N = ",
-              scores_in.size(0), " (the batch size of scores), got shape ", shape_str(boxes_in));
-  estep::check_bias(fg_bias, "bbox_em_fixed", "fg_bias");
-  estep::check_bias(bg_bias, "bbox_em_fixed", "bg_bias");
+  validate_bbox_em_fixed(scores_in, boxes_in, fg_bias, bg_bias);
   const c10::cuda::CUDAGuard guard(scores_in.device());
   const at::Tensor scores = scores_in.contiguous();
   const at::Tensor boxes = boxes_in.contiguous();

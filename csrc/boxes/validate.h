@@ -1,6 +1,7 @@
 #pragma once
 // Input checks of the box operators, shared by the CPU and CUDA bindings.
 #include "common/checks.h"
+#include "estep/validate.h"
 
 namespace emseg {
 namespace boxes {
@@ -31,6 +32,24 @@ inline void check_boxes(const at::Tensor& boxes, const char* op, int64_t num_cla
 inline void check_output_size(int64_t height, int64_t width, const char* op) {
   TORCH_CHECK(height >= 0 && width >= 0, op, ": height and width must be >= 0, got height=", height,
               ", width=", width);
+}
+
+// Every check of each op, in the order both backends' bindings run them.
+inline void validate_boxes_to_labels(const at::Tensor& boxes, int64_t height, int64_t width) {
+  check_boxes(boxes, "boxes_to_labels", -1);
+  check_output_size(height, width, "boxes_to_labels");
+}
+
+inline void validate_bbox_em_fixed(const at::Tensor& scores, const at::Tensor& boxes,
+                                   double fg_bias, double bg_bias) {
+  estep::check_scores(scores, "bbox_em_fixed");
+  // Device first: the value checks of check_boxes read boxes on their own device.
+  check_same_device(boxes, "bbox_em_fixed: boxes", scores, "scores");
+  check_boxes(boxes, "bbox_em_fixed", scores.size(1));
+  TORCH_CHECK(boxes.size(0) == scores.size(0), "bbox_em_fixed: boxes.shape[0] must equal N = ",
+              scores.size(0), " (the batch size of scores), got shape ", shape_str(boxes));
+  estep::check_bias(fg_bias, "bbox_em_fixed", "fg_bias");
+  estep::check_bias(bg_bias, "bbox_em_fixed", "bg_bias");
 }
 
 }  // namespace boxes

@@ -12,25 +12,12 @@
 
 #include "crf/crf.h"
 #include "crf/crf_checks.h"
+#include "crf/crf_features.h"
 #include "crf/crf_cuda.h"
 #include "lattice/cuda_lattice.h"
 
 namespace emseg {
 namespace {
-
-// Same features as the CPU binding: (x / sx, y / sy[, r / sr, g / sg, b / sb]), [P, 2 or 5].
-at::Tensor crf_features_cuda(const at::Tensor& image_n, int64_t h, int64_t w,
-                             c10::ArrayRef<double> std, bool colour) {
-  const auto opts = at::TensorOptions().dtype(at::kFloat).device(image_n.device());
-  at::Tensor xs = at::arange(w, opts).view({1, w}).expand({h, w});
-  at::Tensor ys = at::arange(h, opts).view({h, 1}).expand({h, w});
-  std::vector<at::Tensor> cols = {xs / static_cast<float>(std[0]), ys / static_cast<float>(std[1])};
-  if (colour) {
-    at::Tensor img = image_n.slice(1, 0, h).slice(2, 0, w).to(at::kFloat);
-    for (int c = 0; c < 3; ++c) cols.push_back(img[c] / static_cast<float>(std[2 + c]));
-  }
-  return at::stack(cols, -1).reshape({h * w, static_cast<int64_t>(cols.size())}).contiguous();
-}
 
 at::Tensor dense_crf_cuda(const at::Tensor& unary_in, const at::Tensor& image_in,
                           const at::Tensor& compat_in, c10::ArrayRef<double> pos_std,
@@ -81,8 +68,8 @@ at::Tensor dense_crf_cuda(const at::Tensor& unary_in, const at::Tensor& image_in
     int used = 0;
     for (int k = 0; k < crf::kMaxKernels && iterations > 0; ++k) {
       if (!active[k]) continue;
-      at::Tensor f = k == 0 ? crf_features_cuda(image_in[n], h, w, pos_std, false)
-                            : crf_features_cuda(image_in[n], h, w, bi_std, true);
+      at::Tensor f = k == 0 ? crf_features(image_in[n], h, w, pos_std, false)
+                            : crf_features(image_in[n], h, w, bi_std, true);
       lat.emplace_back(f);
       const lattice::CudaLattice& l = lat.back();
       at::Tensor norm = at::rsqrt(l.filter(at::ones({P, 1}, fopts)).view({P}) + 1e-20f).contiguous();

@@ -16,10 +16,7 @@ namespace {
 
 at::Tensor em_fixed_cuda(const at::Tensor& scores_in, const at::Tensor& present_in, double fg_bias,
                          double bg_bias, bool suppress_absent) {
-  check_scores(scores_in, "em_fixed");
-  check_present(present_in, scores_in, "em_fixed");
-  check_bias(fg_bias, "em_fixed", "fg_bias");
-  check_bias(bg_bias, "em_fixed", "bg_bias");
+  validate_em_fixed(scores_in, present_in, fg_bias, bg_bias);
   const c10::cuda::CUDAGuard guard(scores_in.device());
   const at::Tensor scores = scores_in.contiguous();
   const at::Tensor present = present_in.contiguous();
@@ -38,11 +35,7 @@ at::Tensor em_fixed_cuda(const at::Tensor& scores_in, const at::Tensor& present_
 std::tuple<at::Tensor, at::Tensor> em_adapt_cuda(const at::Tensor& scores_in,
                                                  const at::Tensor& present_in, double fg_portion,
                                                  double bg_portion, int64_t max_iter) {
-  check_scores(scores_in, "em_adapt");
-  check_present(present_in, scores_in, "em_adapt");
-  check_portion(fg_portion, "em_adapt", "fg_portion");
-  check_portion(bg_portion, "em_adapt", "bg_portion");
-  TORCH_CHECK(max_iter >= 1, "em_adapt: max_iter must be >= 1, got ", max_iter);
+  validate_em_adapt(scores_in, present_in, fg_portion, bg_portion, max_iter);
   const c10::cuda::CUDAGuard guard(scores_in.device());
   const at::Tensor scores = scores_in.contiguous();
   const at::Tensor present = present_in.contiguous();

@@ -32,5 +32,23 @@ inline void check_portion(double value, const char* op, const char* arg) {
   TORCH_CHECK(value >= 0.0 && value <= 1.0, op, ": ", arg, " must be in [0, 1], got ", value);
 }
 
+// Every check of each op, in the order both backends' bindings run them.
+inline void validate_em_fixed(const at::Tensor& scores, const at::Tensor& present, double fg_bias,
+                              double bg_bias) {
+  check_scores(scores, "em_fixed");
+  check_present(present, scores, "em_fixed");
+  check_bias(fg_bias, "em_fixed", "fg_bias");
+  check_bias(bg_bias, "em_fixed", "bg_bias");
+}
+
+inline void validate_em_adapt(const at::Tensor& scores, const at::Tensor& present,
+                              double fg_portion, double bg_portion, int64_t max_iter) {
+  check_scores(scores, "em_adapt");
+  check_present(present, scores, "em_adapt");
+  check_portion(fg_portion, "em_adapt", "fg_portion");
+  check_portion(bg_portion, "em_adapt", "bg_portion");
+  TORCH_CHECK(max_iter >= 1, "em_adapt: max_iter must be >= 1, got ", max_iter);
+}
+
 }  // namespace estep
 }  // namespace emseg
