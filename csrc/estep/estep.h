@@ -129,15 +129,17 @@ EMSEG_HD double min_bias_to_reach(double score, double target, bool strict) {
   return key_to_double(hi);
 }
 
-// The smallest bias with which class `label` wins pixel `m` against the present classes' current
-// biases (ties go to the lower class, so it must beat lower classes and at least equal higher ones).
+// The smallest bias with which class `label` wins pixel `m` against its rivals, the present
+// classes other than `label` and outside `raising` (when given), at their current biases. Ties go
+// to the lower class, so it must beat lower rivals and at least equal higher ones.
 template <typename scalar_t>
-EMSEG_HD double win_threshold(const scalar_t* scores, int64_t num_pixels, int64_t num_classes,
-                              const bool* present, const double* bias, int64_t m, int64_t label) {
+EMSEG_HD double min_bias_to_win(const scalar_t* scores, int64_t num_pixels, int64_t num_classes,
+                                const bool* present, const double* bias, const int64_t* raising,
+                                int64_t m, int64_t label) {
   double best_below = kNegInf;
   double best_above = kNegInf;
   for (int64_t c = 0; c < num_classes; ++c) {
-    if (c == label || !(c == 0 || present[c])) continue;
+    if (c == label || !(c == 0 || present[c]) || (raising != nullptr && raising[c])) continue;
     const double value = to_double(scores[c * num_pixels + m]) + bias[c];
     if (c < label) {
       best_below = value > best_below ? value : best_below;
@@ -149,6 +151,12 @@ EMSEG_HD double win_threshold(const scalar_t* scores, int64_t num_pixels, int64_
   const double need_above = min_bias_to_reach(score, best_above, false);
   const double need_below = min_bias_to_reach(score, best_below, true);
   return need_above > need_below ? need_above : need_below;
+}
+
+template <typename scalar_t>
+EMSEG_HD double win_threshold(const scalar_t* scores, int64_t num_pixels, int64_t num_classes,
+                              const bool* present, const double* bias, int64_t m, int64_t label) {
+  return min_bias_to_win(scores, num_pixels, num_classes, present, bias, nullptr, m, label);
 }
 
 // argmax over the present classes of score + bias, ties to the lower class.
@@ -244,20 +252,8 @@ EMSEG_HD double capture_raise(const scalar_t* scores, int64_t num_pixels, int64_
       best_value = value;
     }
   }
-  double rival_below = kNegInf, rival_above = kNegInf;
-  for (int64_t c = 0; c < num_classes; ++c) {
-    if (!(c == 0 || present[c]) || raising[c]) continue;
-    const double value = to_double(scores[c * num_pixels + m]) + bias[c];
-    if (c < best) {
-      rival_below = value > rival_below ? value : rival_below;
-    } else {
-      rival_above = value > rival_above ? value : rival_above;
-    }
-  }
-  const double score = to_double(scores[best * num_pixels + m]);
-  const double need_above = min_bias_to_reach(score, rival_above, false);
-  const double need_below = min_bias_to_reach(score, rival_below, true);
-  return (need_above > need_below ? need_above : need_below) - bias[best];
+  return min_bias_to_win(scores, num_pixels, num_classes, present, bias, raising, m, best) -
+         bias[best];
 }
 
 // EM-Adapt for one image (scores [C, M], present [C]) by one team; see emseg/ops.py em_adapt.
