@@ -23,7 +23,7 @@ from emseg.data import (
     collate,
     select_strong,
 )
-from emseg.data.io import mask_boxes, read_id_list, voc_palette, write_mask_png
+from emseg.data.io import mask_boxes, read_id_list, read_image, voc_palette, write_mask_png
 
 C = {name: k for k, name in enumerate(VOC_CLASSES)}
 
@@ -220,6 +220,17 @@ def test_boxes_from_mask_components():
     mask[5:7, 0:2] = 2
     boxes = mask_boxes(mask, 5)
     assert sorted(map(tuple, boxes.tolist())) == sorted([(1, 1, 4, 4, 4), (8, 6, 12, 9, 4), (0, 5, 2, 7, 2)])
+
+
+def test_images_ignore_exif_orientation(tmp_path):
+    rgb = np.zeros((10, 30, 3), np.uint8)
+    rgb[:, :5] = (255, 0, 0)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees": a viewer would show it 30 high, 10 wide
+    Image.fromarray(rgb).save(tmp_path / "r.jpg", exif=exif.tobytes(), quality=95)
+    image = read_image(tmp_path / "r.jpg")
+    assert image.shape == (10, 30, 3)  # as stored, so it still lines up with its mask
+    assert image[:, :3, 0].min() > 200 and image[:, 12:, 0].max() < 60
 
 
 def test_read_id_list_formats(tmp_path):

@@ -85,14 +85,16 @@ def _read_bytes(path: Path) -> bytes:
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Decode an image file to an RGB uint8 array ``[H, W, 3]``.
 
-    Truncated JPEGs decode "successfully" in libjpeg (the missing part comes back grey), so a JPEG
+    The pixels are returned as stored, without applying an EXIF orientation. Truncated JPEGs decode "successfully" in libjpeg (the missing part comes back grey), so a JPEG
     without its end-of-image marker is rejected here rather than trained on.
     """
     path = Path(path)
     data = _read_bytes(path)
     if path.suffix.lower() in (".jpg", ".jpeg") and b"\xff\xd9" not in data[-1024:]:
         raise DataError(path, "truncated JPEG (no end-of-image marker)")
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    # EXIF orientation is ignored: masks are stored in the raw pixel order, and rotating only the
+    # image would misalign them
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None or image.size == 0:
         raise DataError(path, "not a decodable image")
     return np.ascontiguousarray(image[:, :, ::-1])  # OpenCV decodes to BGR
