@@ -182,6 +182,21 @@ def test_lists_by_name_at_root_or_by_path(voc_copy):
         VOCSegmentation(voc_copy, "nosuch")
 
 
+def test_sbd_release_layout(tmp_path):
+    """SBD as released: img/, cls/ and train.txt at the root, no XML: labels and boxes from the mask."""
+    for d in ("img", "cls"):
+        (tmp_path / d).mkdir()
+    mask = np.zeros((30, 40), np.uint8)
+    mask[2:9, 3:12] = C["bus"]
+    _write_jpg(tmp_path / "img/2008_000123.jpg", np.zeros((30, 40, 3), np.uint8))
+    scipy.io.savemat(tmp_path / "cls/2008_000123.mat", {"GTcls": {"Segmentation": mask}})
+    (tmp_path / "train.txt").write_text("2008_000123\n")
+    s = VOCSegmentation(tmp_path, "train")[0]
+    assert torch.equal(s["mask"], torch.from_numpy(mask.astype(np.int64)))
+    assert set(torch.nonzero(s["labels"]).flatten().tolist()) == {0, C["bus"]}
+    assert s["boxes"].tolist() == [[3.0, 2.0, 12.0, 9.0, float(C["bus"])]]
+
+
 def test_png_takes_precedence_over_mat_and_aug_over_voc(voc_copy):
     mask = np.full((30, 40), C["bird"], np.uint8)
     write_mask_png(voc_copy / "SegmentationClassAug/2008_000003.png", mask)

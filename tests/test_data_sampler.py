@@ -143,6 +143,8 @@ def test_bad_arguments():
         StrongWeakBatchSampler([0, 1], [], 4, 2)
     with pytest.raises(ValueError, match="both strong and weak"):
         StrongWeakBatchSampler([0, 1], [1, 2], 2, 1)
+    with pytest.raises(ValueError, match="non-negative"):
+        StrongWeakBatchSampler([0], [1], 2, 1).set_position(0, -1)
     with pytest.raises(ValueError, match="rank"):
         StrongWeakBatchSampler([0], [1], 2, 1, num_replicas=2, rank=2)
     # all strong or all weak batches are fine

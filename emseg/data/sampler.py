@@ -158,9 +158,9 @@ class StrongWeakBatchSampler(Sampler[list[int]]):
 
     def set_position(self, epoch: int, batch: int = 0) -> None:
         """Continue with batch ``batch`` of ``epoch``; ``set_position(0, i)`` works for any global step i."""
-        epoch, batch = epoch + batch // len(self), batch % len(self)
         if epoch < 0 or batch < 0:
             raise ValueError(f"position must be non-negative, got epoch={epoch}, batch={batch}")
+        epoch, batch = epoch + batch // len(self), batch % len(self)
         self.epoch, self.batch = int(epoch), int(batch)
 
     def state_dict(self, consumed: int | None = None) -> dict[str, int]:

@@ -237,9 +237,9 @@ def _params(num_train: int, num_val: int, image_size: int, seed: int) -> dict[st
 
 def make_synthetic_voc(
     root: str | os.PathLike,
-    num_train: int = 700,
-    num_val: int = 150,
-    image_size: int = 112,
+    num_train: int = 400,
+    num_val: int = 100,
+    image_size: int = 96,
     seed: int = 0,
     progress: bool = True,
 ) -> Path:
