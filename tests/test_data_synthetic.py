@@ -137,3 +137,16 @@ def test_reuse_regenerate_and_refuse(tmp_path):
     assert (tmp_path / "mine" / "precious.txt").read_text() == "keep"
     with pytest.raises(ValueError, match="num_train"):
         make_synthetic_voc(tmp_path / "x", num_train=0)
+
+
+def test_command_line(tmp_path, capsys):
+    from emseg.data.__main__ import main
+
+    root = tmp_path / "cli"
+    assert main(["synthetic", str(root), "--train", "5", "--val", "2", "--size", "32", "--seed", "3"]) == 0
+    assert json.loads((root / "synthetic.json").read_text())["seed"] == 3
+    assert main(["check", str(root), "--split", "val"]) == 0
+    (root / "Annotations" / "train_00001.xml").write_text("<annotation>")
+    assert main(["check", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert "train_00001" in out and "malformed XML" in out and "skipped=1" in out
