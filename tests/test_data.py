@@ -463,3 +463,15 @@ def test_coco_class_mask(tmp_path):
     assert set(np.unique(mask).tolist()) == {0, C["dog"]}
     assert 2 <= xs.min() and xs.max() <= 12 and 3 <= ys.min() and ys.max() <= 8
     assert ys.size >= 9 * 4
+
+
+def test_dataset_pickles_for_worker_processes(voc, tmp_path):
+    import pickle
+
+    root, _ = voc
+    _coco(tmp_path / "c.json")
+    ds = VOCSegmentation(root, "train_aug", annotations=CocoBoxes(tmp_path / "c.json"))
+    clone = pickle.loads(pickle.dumps(ds))
+    assert clone.ids == ds.ids
+    a, b = ds[2], clone[2]
+    assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"]) and torch.equal(a["boxes"], b["boxes"])

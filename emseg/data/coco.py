@@ -65,7 +65,7 @@ class CocoBoxes:
         self.class_names = tuple(class_names)
         self.num_classes = len(self.class_names)
         self.unmapped: set[str] = set()
-        self._data = data
+        self._json: dict | None = None  # segmentations, loaded again only by class_mask (keeps pickles small)
         index = {_norm(n): k for k, n in enumerate(self.class_names)}
 
         def to_class(value: int | str) -> int:
@@ -142,8 +142,10 @@ class CocoBoxes:
         ids = [i for i, stem in self._stem.items() if stem == image_id]
         if not ids:
             raise KeyError(image_id)
+        if self._json is None:
+            self._json = json.loads(self.path.read_text(encoding="utf-8"))
         out = np.zeros((height, width), dtype=np.uint8)
-        for ann in self._data["annotations"]:
+        for ann in self._json["annotations"]:
             if int(ann["image_id"]) not in ids or "segmentation" not in ann:
                 continue
             cls = self._category.get(int(ann["category_id"]))

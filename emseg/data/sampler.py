@@ -170,6 +170,7 @@ class StrongWeakBatchSampler(Sampler[list[int]]):
                 "batch_size": self.batch_size, "strong_per_batch": self.strong_per_batch}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue from a :meth:`state_dict`; refuses one made with another seed or batch layout."""
         for key in ("seed", "batch_size", "strong_per_batch"):
             if key in state and int(state[key]) != getattr(self, key):
                 raise ValueError(f"state has {key}={state[key]} but this sampler has {getattr(self, key)}")

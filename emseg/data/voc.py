@@ -117,6 +117,7 @@ class VOCSegmentation(Dataset):
             :class:`EvalTransform` (tensors, ImageNet normalisation, no geometric change).
         strong_ids: ids whose masks are used. None: every image that has a mask is strong. A weak
             image's mask is hidden (all ``255``) so no pixel label can leak into weak training.
+            Ids not in the split are ignored; a listed id without a mask is an error.
         skip_corrupt: False: a missing or unreadable file raises :class:`DataError` (or
             :class:`MissingDataError`) naming it. True: every sample is read once at construction
             and the broken ones are dropped and listed in ``.skipped`` as ``(id, path, reason)``.
@@ -258,10 +259,12 @@ class VOCSegmentation(Dataset):
 
     @property
     def strong_indices(self) -> list[int]:
+        """Indices of the strong images (for :class:`StrongWeakBatchSampler`)."""
         return [i for i in range(len(self)) if self.is_strong(i)]
 
     @property
     def weak_indices(self) -> list[int]:
+        """Indices of the weak images: no mask, or not in ``strong_ids``."""
         return [i for i in range(len(self)) if not self.is_strong(i)]
 
     def __len__(self) -> int:
