@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .metrics import ConfusionMatrix
-from .refine import CRF, add_crf_args, crf_params_from_args, crf_refine, make_crf
+from .refine import CRFParams, crf_available, CRF, add_crf_args, crf_params_from_args, crf_refine, make_crf
 
 log = logging.getLogger("emseg")
 
@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crf", action="store_true", help="also report the dense-CRF-refined mIoU")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images (quick checks)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
-    add_crf_args(p)
+    add_crf_args(p, "the checkpoint's training run")
     return p
 
 
@@ -114,6 +114,8 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error("--limit must be >= 1")
     if not Path(args.checkpoint).is_file():
         parser.error(f"--checkpoint {args.checkpoint}: no such file")
+    if args.crf and not crf_available():
+        parser.error("--crf needs the dense CRF (emseg.crf), which this build does not have")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, train_args = load_model_from_checkpoint(args.checkpoint, device)
@@ -123,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.limit is not None:
         ds = torch.utils.data.Subset(ds, range(min(args.limit, len(ds))))
     loader = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate)
-    crf = make_crf(crf_params_from_args(args)) if args.crf else None
+    crf = make_crf(crf_params_from_args(args, CRFParams(**train_args["crf"]))) if args.crf else None
     names = list(getattr(ds, "class_names", None) or getattr(ds.dataset, "class_names"))
     cm, cm_crf = evaluate(model, loader, len(names), device, crf, progress=not args.no_progress)
     print(f"{split}: {len(ds)} images")

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .refine import add_crf_args, crf_params_from_args, crf_refine, make_crf
+from .refine import CRFParams, crf_available, add_crf_args, crf_params_from_args, crf_refine, make_crf
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="folder for <name>.png and <name>_overlay.jpg")
     p.add_argument("--device", default=None, help="cpu or cuda[:k]; default: cuda when available")
     p.add_argument("--crf", action="store_true", help="refine with the dense CRF")
-    add_crf_args(p)
+    add_crf_args(p, "the checkpoint's training run")
     return p
 
 
@@ -117,12 +117,14 @@ def main(argv: list[str] | None = None) -> list[Path]:
         parser.error(f"--input {src}: no such file or folder")
     if not Path(args.checkpoint).is_file():
         parser.error(f"--checkpoint {args.checkpoint}: no such file")
+    if args.crf and not crf_available():
+        parser.error("--crf needs the dense CRF (emseg.crf), which this build does not have")
     files = [src] if src.is_file() else sorted(f for f in src.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         parser.error(f"--input {src}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, train_args = load_model_from_checkpoint(args.checkpoint, device)
-    crf = make_crf(crf_params_from_args(args)) if args.crf else None
+    crf = make_crf(crf_params_from_args(args, CRFParams(**train_args["crf"]))) if args.crf else None
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     written = []

@@ -61,27 +61,32 @@ def crf_available() -> bool:
     return True
 
 
-def add_crf_args(parser: argparse.ArgumentParser, defaults: CRFParams | None = None) -> None:
-    """Add ``--crf-*`` flags for every :class:`CRFParams` field."""
-    d = defaults or CRFParams()
-    g = parser.add_argument_group("dense CRF (test-time refinement and Bbox-Seg labels)")
-    g.add_argument("--crf-bi-w", type=float, default=d.bi_w, help="weight of the bilateral (appearance) kernel")
-    g.add_argument("--crf-bi-xy-std", type=float, default=d.bi_xy_std, help="spatial std (pixels) of the bilateral kernel")
-    g.add_argument("--crf-bi-rgb-std", type=float, default=d.bi_rgb_std, help="colour std of the bilateral kernel")
-    g.add_argument("--crf-pos-w", type=float, default=d.pos_w, help="weight of the Gaussian (smoothness) kernel")
-    g.add_argument("--crf-pos-xy-std", type=float, default=d.pos_xy_std, help="spatial std (pixels) of the Gaussian kernel")
-    g.add_argument("--crf-iterations", type=int, default=d.iterations, help="mean-field iterations")
-
-
-def crf_params_from_args(args: argparse.Namespace) -> CRFParams:
-    return CRFParams(
-        bi_w=args.crf_bi_w,
-        bi_xy_std=args.crf_bi_xy_std,
-        bi_rgb_std=args.crf_bi_rgb_std,
-        pos_w=args.crf_pos_w,
-        pos_xy_std=args.crf_pos_xy_std,
-        iterations=args.crf_iterations,
+def add_crf_args(parser: argparse.ArgumentParser, default_from: str = "the preset") -> None:
+    """Add ``--crf-*`` flags for every :class:`CRFParams` field; unset flags stay None and are
+    filled by :func:`crf_params_from_args` from ``default_from`` (a preset or a checkpoint)."""
+    d = CRFParams()
+    g = parser.add_argument_group(
+        "dense CRF (test-time refinement and Bbox-Seg labels)",
+        f"unset values come from {default_from}; DeepLab-LargeFOV's VOC values are "
+        f"bi_w {d.bi_w}, bi_xy_std {d.bi_xy_std}, bi_rgb_std {d.bi_rgb_std}, pos_w {d.pos_w}, "
+        f"pos_xy_std {d.pos_xy_std}, {d.iterations} iterations",
     )
+    g.add_argument("--crf-bi-w", type=float, help="weight of the bilateral (appearance) kernel")
+    g.add_argument("--crf-bi-xy-std", type=float, help="spatial std (pixels) of the bilateral kernel")
+    g.add_argument("--crf-bi-rgb-std", type=float, help="colour std of the bilateral kernel")
+    g.add_argument("--crf-pos-w", type=float, help="weight of the Gaussian (smoothness) kernel")
+    g.add_argument("--crf-pos-xy-std", type=float, help="spatial std (pixels) of the Gaussian kernel")
+    g.add_argument("--crf-iterations", type=int, help="mean-field iterations")
+
+
+def crf_params_from_args(args: argparse.Namespace, base: CRFParams | None = None) -> CRFParams:
+    """The flags given on the command line over ``base`` (default: :class:`CRFParams`)."""
+    out = CRFParams(**asdict(base)) if base is not None else CRFParams()
+    for name in asdict(out):
+        value = getattr(args, f"crf_{name}", None)
+        if value is not None:
+            setattr(out, name, value)
+    return out
 
 
 @torch.no_grad()

@@ -50,13 +50,15 @@ PRESETS: dict[str, dict] = {
         model="deeplab-largefov", batch_size=20, crop_size=321, iterations=6000, lr=1e-3,
         lr_policy="step", lr_step=2000, scale_min=0.5, scale_max=1.5, mode="em-fixed",
         eval_batch_size=1, train_split="train_aug", val_split="val", log_interval=20,
-        checkpoint_interval=1000, width=32,
+        checkpoint_interval=1000, width=32, crf=CRFParams(),
     ),
     "synthetic": dict(
-        model="small", batch_size=8, crop_size=96, iterations=1200, lr=1e-2,
+        model="small", batch_size=8, crop_size=64, iterations=1500, lr=2e-2,
         lr_policy="poly", lr_step=1000, scale_min=0.75, scale_max=1.25, mode="em-adapt",
         eval_batch_size=8, train_split="train_aug", val_split="val", log_interval=20,
-        checkpoint_interval=400, width=32,
+        checkpoint_interval=500, width=16,
+        # DeepLab's VOC CRF scaled to 64-pixel images (VOC images are about 500 pixels wide)
+        crf=CRFParams(bi_w=4.0, bi_xy_std=16.0, bi_rgb_std=5.0, pos_w=3.0, pos_xy_std=1.0, iterations=10),
     ),
 }
 
@@ -69,7 +71,7 @@ class TrainConfig:
     data_root: str | None = None
     synthetic_train: int = 400
     synthetic_val: int = 100
-    synthetic_size: int = 96
+    synthetic_size: int = 64
     train_split: str = "train_aug"
     val_split: str = "val"
     mode: str = "em-adapt"
@@ -77,14 +79,14 @@ class TrainConfig:
     strong_list: str | None = None
     strong_share: float = 0.5
     model: str = "small"
-    width: int = 32
+    width: int = 16
     pretrained: str | None = None
     batch_size: int = 8
-    crop_size: int = 96
+    crop_size: int = 64
     scale_min: float = 0.75
     scale_max: float = 1.25
-    iterations: int = 1200
-    lr: float = 1e-2
+    iterations: int = 1500
+    lr: float = 2e-2
     classifier_lr_mult: float = 10.0
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -99,7 +101,7 @@ class TrainConfig:
     output_dir: str = "runs/demo"
     resume: str | None = None
     log_interval: int = 20
-    checkpoint_interval: int = 400
+    checkpoint_interval: int = 500
     eval_batch_size: int = 8
     eval_crf: bool = False
     num_pictures: int = 8
@@ -133,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--synthetic-dir", default="data/synthetic-voc", help="where the synthetic set is written (reused when complete)")
     g.add_argument("--synthetic-train", type=int, default=400, help="synthetic training images")
     g.add_argument("--synthetic-val", type=int, default=100, help="synthetic validation images")
-    g.add_argument("--synthetic-size", type=int, default=96, help="side of the synthetic images in pixels")
+    g.add_argument("--synthetic-size", type=int, default=64, help="side of the synthetic images in pixels")
     g.add_argument("--train-split", default=None, help="training image list (name under the root or a file)")
     g.add_argument("--val-split", default=None, help="validation image list")
     g.add_argument("--label-cache", default="data/label-cache", help="where Bbox-Rect / Bbox-Seg labels are cached (keyed by data, subset and parameters)")
@@ -185,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--eval-crf", action="store_true", help="also evaluate with dense-CRF refinement at the end")
     g.add_argument("--num-pictures", type=int, default=8, help="validation images drawn as prediction pictures at the end (0: none)")
     g.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
-    add_crf_args(p)
+    add_crf_args(p, "the preset (synthetic: scaled to 64-pixel images; voc: DeepLab-LargeFOV's)")
     return p
 
 
@@ -195,7 +197,7 @@ def config_from_args(argv: list[str] | None = None) -> TrainConfig:
     a = parser.parse_args(argv)
     preset = a.preset or ("voc" if a.data_root else "synthetic")
     for key, value in PRESETS[preset].items():
-        if getattr(a, key, None) is None:
+        if key != "crf" and getattr(a, key, None) is None:
             setattr(a, key, value)
     err = parser.error
     if a.strong < 0:
@@ -263,7 +265,7 @@ def config_from_args(argv: list[str] | None = None) -> TrainConfig:
             fg_portion=a.fg_portion, bg_portion=a.bg_portion, center_portion=a.center_portion,
             seg_box_prob=a.seg_box_prob,
         ),
-        crf=crf_params_from_args(a),
+        crf=crf_params_from_args(a, PRESETS[preset]["crf"]),
         data_root_resolved=str(Path(a.synthetic_dir)) if not a.data_root else str(a.data_root),
     )
 

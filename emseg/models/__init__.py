@@ -10,18 +10,21 @@ from .deeplab import DeepLabLargeFOV, DeepLabSmall, convert_vgg16_state_dict, lo
 MODELS = ("deeplab-largefov", "small")
 
 
-def build_model(name: str, num_classes: int, pretrained: str | None = None, width: int = 32) -> nn.Module:
+def build_model(
+    name: str, num_classes: int, pretrained: str | None = None, width: int = 32, dropout: float | None = None
+) -> nn.Module:
     """Build a network by name; ``pretrained`` is a local torchvision-layout VGG16 file
-    (DeepLab-LargeFOV only)."""
+    (DeepLab-LargeFOV only); ``dropout`` None keeps the model's default."""
+    extra = {} if dropout is None else {"dropout": dropout}
     if name == "deeplab-largefov":
-        model = DeepLabLargeFOV(num_classes)
+        model = DeepLabLargeFOV(num_classes, **extra)
         if pretrained:
             load_vgg16_weights(model, pretrained)
         return model
     if name == "small":
         if pretrained:
             raise ValueError("--pretrained applies to deeplab-largefov only (VGG16 weights)")
-        return DeepLabSmall(num_classes, width=width)
+        return DeepLabSmall(num_classes, width=width, **extra)
     raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
 
 

@@ -68,8 +68,9 @@ class DeepLabLargeFOV(nn.Module):
 
 
 class DeepLabSmall(nn.Module):
-    """A few-layer DeepLab look-alike for CPU runs and tests: three stride-2 stages, then dilated
-    convolutions for context (dilation 2 and 4 at stride 8), then a 1x1 classifier."""
+    """A few-layer DeepLab look-alike for CPU runs and tests: three stride-2 stages (a strided
+    convolution, two 3x3 max-pools), then dilated convolutions for context (dilation 2 and 4 at
+    stride 8), then a 1x1 classifier. About 0.2 M parameters at width 32."""
 
     output_stride = 8
 
@@ -77,8 +78,8 @@ class DeepLabSmall(nn.Module):
         super().__init__()
         w = width
         self.backbone = nn.Sequential(
-            nn.Conv2d(3, w, 3, padding=1), nn.ReLU(inplace=True),
-            nn.MaxPool2d(3, stride=2, padding=1),
+            # a strided first layer: full-resolution convolutions cost most on a CPU
+            nn.Conv2d(3, w, 3, stride=2, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(inplace=True),
             nn.MaxPool2d(3, stride=2, padding=1),
             nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(inplace=True),
