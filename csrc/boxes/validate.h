@@ -1,0 +1,37 @@
+#pragma once
+// Input checks of the box operators, shared by the CPU and CUDA bindings.
+#include "common/checks.h"
+
+namespace emseg {
+namespace boxes {
+
+// boxes: float [N, B, 5] with finite coordinates and integral classes in [-1, num_classes).
+// num_classes < 0 means no upper bound on the class id.
+inline void check_boxes(const at::Tensor& boxes, const char* op, int64_t num_classes) {
+  const std::string name = std::string(op) + ": boxes";
+  check_dim(boxes, name.c_str(), 3, "[N, B, 5] of (x1, y1, x2, y2, class)");
+  TORCH_CHECK(boxes.size(2) == 5, name, " must have shape [N, B, 5] of (x1, y1, x2, y2, class), got ",
+              shape_str(boxes));
+  TORCH_CHECK(boxes.scalar_type() == at::kFloat || boxes.scalar_type() == at::kDouble, name,
+              " must be float32 or float64, got ", boxes.scalar_type());
+  if (boxes.numel() == 0) return;
+  check_finite(boxes, name.c_str());
+  const at::Tensor classes = boxes.select(2, 4);
+  TORCH_CHECK(classes.eq(classes.floor()).all().item<bool>(), name,
+              "[..., 4] (class) must hold whole numbers");
+  const double lowest = classes.min().item<double>();
+  TORCH_CHECK(lowest >= -1, name, "[..., 4] (class) must be >= -1 (-1 marks padding), got ", lowest);
+  if (num_classes >= 0) {
+    const double highest = classes.max().item<double>();
+    TORCH_CHECK(highest < num_classes, name, "[..., 4] (class) must be < C = ", num_classes,
+                " (the number of score channels), got ", highest);
+  }
+}
+
+inline void check_output_size(int64_t height, int64_t width, const char* op) {
+  TORCH_CHECK(height >= 0 && width >= 0, op, ": height and width must be >= 0, got height=", height,
+              ", width=", width);
+}
+
+}  // namespace boxes
+}  // namespace emseg
