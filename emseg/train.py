@@ -54,7 +54,7 @@ PRESETS: dict[str, dict] = {
     ),
     "synthetic": dict(
         model="small", batch_size=8, crop_size=64, iterations=1500, lr=2e-2,
-        lr_policy="poly", lr_step=1000, scale_min=0.75, scale_max=1.25, mode="em-adapt",
+        lr_policy="poly", lr_step=1000, scale_min=0.75, scale_max=1.25, mode="bbox-rect",
         eval_batch_size=8, train_split="train_aug", val_split="val", log_interval=20,
         checkpoint_interval=500, width=16,
         # DeepLab's VOC CRF scaled to 64-pixel images (VOC images are about 500 pixels wide)
@@ -74,7 +74,7 @@ class TrainConfig:
     synthetic_size: int = 64
     train_split: str = "train_aug"
     val_split: str = "val"
-    mode: str = "em-adapt"
+    mode: str = "bbox-rect"
     strong: int = 0
     strong_list: str | None = None
     strong_share: float = 0.5
@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m emseg.train",
         description="Weakly-/semi-supervised semantic segmentation with hard EM (Papandreou et al., "
         "ICCV 2015). With no arguments: builds a synthetic VOC-layout data set, trains a small "
-        "network with EM-Adapt on the CPU, evaluates it and writes pictures.",
+        "network from boxes (Bbox-Rect) on the CPU, evaluates it and writes pictures.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     g = p.add_argument_group("data")
@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = p.add_argument_group("supervision")
     g.add_argument("--mode", choices=list(MODES), default=None,
-                   help="; ".join(f"{m.name}: {m.summary}" for m in MODES.values()) + " (default: em-adapt for synthetic, em-fixed for voc)")
+                   help="; ".join(f"{m.name}: {m.summary}" for m in MODES.values()) + " (default: bbox-rect for synthetic, em-fixed for voc)")
     g.add_argument("--strong", type=int, default=0, help="semi-supervised: number of images whose masks are used (random, by --seed)")
     g.add_argument("--strong-list", default=None, help="semi-supervised: file listing the ids of the strong images (instead of --strong)")
     g.add_argument("--strong-share", type=float, default=0.5, help="fraction of each batch drawn from the strong images in a semi-supervised run")

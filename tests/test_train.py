@@ -40,21 +40,21 @@ def base_args(root, out, **extra):
 
 
 def test_short_weak_run_learns(synthetic, tmp_path):
-    """EM-Adapt from image labels alone: mIoU well above chance (1/7 classes, ~14%; a
-    background-only prediction scores about 12%)."""
+    """Bbox-Rect from boxes alone, 300 iterations: mIoU well above chance (predicting background
+    everywhere scores about 12% here; this run reaches about 29%)."""
     out = tmp_path / "run"
     summary = train_main(base_args(synthetic, out, **{
-        "--mode": "em-adapt", "--iterations": 250, "--width": 16, "--lr": 0.02, "--log-interval": 50,
-        "--num-pictures": 2,
+        "--mode": "bbox-rect", "--iterations": 300, "--batch-size": 8, "--width": 16, "--lr": 0.02,
+        "--log-interval": 50, "--num-pictures": 2,
     }))
-    assert summary["miou"] > 0.3, summary
+    assert summary["miou"] > 0.22, summary
     assert (out / "checkpoint.pth").is_file()
     assert len(list((out / "pictures").glob("*_overlay.jpg"))) == 2
     rows = (out / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("iteration,loss,lr") and len(rows) >= 6
     assert json.loads((out / "summary.json").read_text())["miou"] == pytest.approx(summary["miou"])
     ckpt = load_checkpoint(out / "checkpoint.pth")
-    assert ckpt["iteration"] == 250 and ckpt["args"]["mode"] == "em-adapt"
+    assert ckpt["iteration"] == 300 and ckpt["args"]["mode"] == "bbox-rect"
 
 
 @pytest.mark.parametrize("mode,extra", [
@@ -149,7 +149,7 @@ def test_crf_flags_need_the_crf(capsys, monkeypatch):
 
 def test_presets():
     cfg = config_from_args([])
-    assert (cfg.preset, cfg.model, cfg.mode) == ("synthetic", "small", "em-adapt")
+    assert (cfg.preset, cfg.model, cfg.mode) == ("synthetic", "small", "bbox-rect")
     voc = config_from_args(["--preset", "voc"])
     assert (voc.model, voc.batch_size, voc.crop_size, voc.lr, voc.lr_policy, voc.lr_step, voc.iterations) == (
         "deeplab-largefov", 20, 321, 1e-3, "step", 2000, 6000)
