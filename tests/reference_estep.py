@@ -99,12 +99,61 @@ def required_counts(present_row, fg_portion, bg_portion, m):
     return counts
 
 
-def em_adapt(scores, present, fg_portion=0.2, bg_portion=0.4, max_sweeps=100):
+SHORT, AT_QUOTA, SPARE = -1, 0, 1
+STALL_CHAINS = 64
+
+
+def _labels_and_state(s, b, pres, counts):
+    v = np.where(pres[:, None], s + b[:, None], -np.inf)
+    labels = _argmax_lowest(v, axis=0)
+    won = np.bincount(labels, minlength=len(pres))
+    state = np.where((won > counts) | (counts == 0), SPARE, np.where(won < counts, SHORT, AT_QUOTA))
+    deficit = int(np.maximum(counts - won, 0)[pres].sum())
+    return labels, state, deficit
+
+
+def _win_thresholds(s, b, pres, label):
+    """Per pixel: the smallest bias with which `label` beats lower classes and ties higher ones."""
+    m = s.shape[1]
+    classes = np.flatnonzero(pres)
+    v = s + b[:, None]
+    below = [j for j in classes if j < label]
+    above = [j for j in classes if j > label]
+    lo = v[below].max(axis=0) if below else np.full(m, -np.inf)
+    hi = v[above].max(axis=0) if above else np.full(m, -np.inf)
+    return np.maximum(
+        min_bias_to_reach(s[label], hi, strict=False), min_bias_to_reach(s[label], lo, strict=True)
+    )
+
+
+def _capture_raises(s, b, pres, labels, raising):
+    """Per pixel held outside `raising`: the common raise of the set that lets its best class win
+    the pixel from every class outside the set; +inf for pixels the set holds."""
+    v = np.where(pres[:, None], s + b[:, None], -np.inf)
+    inside = pres & raising
+    best = _argmax_lowest(np.where(inside[:, None], v, -np.inf), axis=0)
+    pixels = np.arange(s.shape[1])
+    lo = np.full(s.shape[1], -np.inf)
+    hi = np.full(s.shape[1], -np.inf)
+    for j in np.flatnonzero(pres & ~raising):
+        lo = np.where(j < best, np.maximum(lo, v[j]), lo)
+        hi = np.where(j > best, np.maximum(hi, v[j]), hi)
+    best_scores = s[best, pixels]
+    need = np.maximum(
+        min_bias_to_reach(best_scores, hi, strict=False),
+        min_bias_to_reach(best_scores, lo, strict=True),
+    )
+    return np.where(raising[labels], np.inf, need - b[best])
+
+
+def em_adapt(scores, present, fg_portion=0.2, bg_portion=0.4, max_iter=100000):
+    """EM-Adapt as documented in emseg.ops.em_adapt: sweeps while they shrink the total shortfall,
+    then augmenting chains grown from the lowest short class."""
     scores = np.asarray(scores)
     n, c, h, w = scores.shape
     m = h * w
     values_all = scores.astype(_acc_dtype(scores.dtype)).astype(np.float64).reshape(n, c, m)
-    labels = np.zeros((n, m), dtype=np.int64)
+    labels_out = np.zeros((n, m), dtype=np.int64)
     biases = np.full((n, c), -np.inf)
     for i in range(n):
         pres = np.asarray(present[i], dtype=bool).copy()
@@ -112,32 +161,45 @@ def em_adapt(scores, present, fg_portion=0.2, bg_portion=0.4, max_sweeps=100):
         s = values_all[i]
         counts = required_counts(pres, fg_portion, bg_portion, m)
         b = np.where(pres, 0.0, -np.inf)
-        present_classes = np.flatnonzero(pres)
-        if len(present_classes) > 1:
-            for _ in range(max_sweeps):
-                changed = False
-                for l in present_classes:
-                    if counts[l] == 0:
-                        continue
-                    v = s + b[:, None]
-                    below = [j for j in present_classes if j < l]
-                    above = [j for j in present_classes if j > l]
-                    lo = v[below].max(axis=0) if below else np.full(m, -np.inf)
-                    hi = v[above].max(axis=0) if above else np.full(m, -np.inf)
-                    t = np.maximum(
-                        min_bias_to_reach(s[l], hi, strict=False),
-                        min_bias_to_reach(s[l], lo, strict=True),
-                    )
-                    if np.count_nonzero(t <= b[l]) >= counts[l]:
-                        continue
-                    b[l] = np.partition(t, counts[l] - 1)[counts[l] - 1]
-                    changed = True
-                if not changed:
+        labels, state, deficit = _labels_and_state(s, b, pres, counts)
+        it = 0
+        while deficit > 0 and it < max_iter:
+            it += 1
+            for l in np.flatnonzero(pres):
+                if counts[l] == 0:
+                    continue
+                t = _win_thresholds(s, b, pres, l)
+                if np.count_nonzero(t <= b[l]) >= counts[l]:
+                    continue
+                b[l] = np.partition(t, counts[l] - 1)[counts[l] - 1]
+            previous = deficit
+            labels, state, deficit = _labels_and_state(s, b, pres, counts)
+            if deficit >= previous:
+                break
+        stuck = False
+        stall_limit = STALL_CHAINS * (int(pres.sum()) + 1)
+        lowest, since_lowest = deficit, 0
+        while deficit > 0 and it < max_iter and not stuck and since_lowest < stall_limit:
+            raising = np.zeros(c, dtype=bool)
+            raising[np.flatnonzero(pres & (state == SHORT))[0]] = True
+            from_spare = False
+            while not from_spare and it < max_iter:
+                it += 1
+                raises = _capture_raises(s, b, pres, labels, raising)
+                smallest = raises.min()
+                if smallest == np.inf:
+                    stuck = True
                     break
-        v = np.where(pres[:, None], s + b[:, None], -np.inf)
-        labels[i] = _argmax_lowest(v, axis=0)
+                donor = labels[np.flatnonzero(raises == smallest)[0]]
+                from_spare = state[donor] == SPARE
+                b = np.where(raising, b + smallest, b)
+                raising[donor] = True
+                labels, state, deficit = _labels_and_state(s, b, pres, counts)
+                since_lowest = 0 if deficit < lowest else since_lowest + 1
+                lowest = min(lowest, deficit)
+        labels_out[i] = labels
         biases[i] = b
-    return labels.reshape(n, h, w), biases
+    return labels_out.reshape(n, h, w), biases
 
 
 # ---- boxes ------------------------------------------------------------------------------------
@@ -196,3 +258,17 @@ def bbox_em_fixed(scores, boxes, fg_bias=5.0, bg_bias=3.0, suppress_absent=False
             values = np.where(keep, values, -np.inf)
         labels[i] = np.where(inside, _argmax_lowest(values, axis=0), 0)
     return labels
+
+
+def center_prior(boxes, height, width, portion=0.2):
+    """Bbox-Seg's centre areas: every box shrunk about its centre by sqrt(portion) per side (in the
+    boxes' dtype), painted like boxes_to_labels with -1 where no centre area reaches."""
+    boxes = np.asarray(boxes)
+    dt = boxes.dtype
+    x1, y1, x2, y2, cls = (boxes[..., k] for k in range(5))
+    half = dt.type(0.5)
+    shrink = dt.type(0.5 * math.sqrt(portion))
+    cx, cy = (x1 + x2) * half, (y1 + y2) * half
+    hw, hh = (x2 - x1) * shrink, (y2 - y1) * shrink
+    centre = np.stack([cx - hw, cy - hh, cx + hw, cy + hh, cls], axis=-1).astype(dt)
+    return boxes_to_labels(centre, height, width, fill=-1)

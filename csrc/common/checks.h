@@ -4,6 +4,7 @@
 #include <torch/library.h>
 #include <ATen/ATen.h>
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -47,9 +48,15 @@ inline void check_size(const at::Tensor& t, const char* name, int64_t dim, int64
 }
 
 // NaN or infinite inputs would make every comparison below meaningless; reject them up front.
+// One min/max pass: NaN propagates through both and infinities are the extremes. (isfinite(t).all()
+// first writes a bool tensor as large as t: 10x slower on a [20, 21, 321, 321] batch, more than the
+// E-step kernels themselves.)
 inline void check_finite(const at::Tensor& t, const char* name) {
   if (t.numel() == 0) return;
-  TORCH_CHECK(at::isfinite(t).all().item<bool>(), name,
+  const auto extremes = at::aminmax(t);
+  const at::Tensor both = at::stack({std::get<0>(extremes), std::get<1>(extremes)}).to(at::kDouble).cpu();
+  const double* v = both.data_ptr<double>();
+  TORCH_CHECK(std::isfinite(v[0]) && std::isfinite(v[1]), name,
               " contains NaN or infinite values; expected finite numbers");
 }
 

@@ -17,6 +17,10 @@ struct SerialTeam {
   inline void add(T* address, T value) const {
     *address += value;
   }
+  template <typename T>
+  inline void min(T* address, T value) const {
+    if (value < *address) *address = value;
+  }
 };
 
 #if defined(__CUDACC__)
@@ -28,6 +32,10 @@ struct BlockTeam {
   template <typename T>
   __device__ __forceinline__ void add(T* address, T value) const {
     atomicAdd(address, value);
+  }
+  template <typename T>
+  __device__ __forceinline__ void min(T* address, T value) const {
+    atomicMin(address, value);
   }
 };
 #endif

@@ -1,9 +1,10 @@
 // CUDA kernels of the E-step operators, running the shared per-element code of estep.h: one thread
 // per pixel (em_fixed), one thread block per image (em_adapt). Torch-free: compiles with bare nvcc.
 //
-// torch compiles CUDA sources with __CUDA_NO_HALF_CONVERSIONS__ (and the bfloat16 counterpart),
-// which removes __half's `operator float`. This file includes no torch header, and the shared code
-// converts scores with static_cast<float>, so the conversions are restored here.
+// The shared code converts scores with static_cast<float>, which __half and __nv_bfloat16 allow
+// unless __CUDA_NO_HALF_CONVERSIONS__ / __CUDA_NO_BFLOAT16_CONVERSIONS__ are defined (as
+// torch.utils.cpp_extension and torch's own build do). This file includes no torch header, so it
+// keeps the conversions whatever flags the build passes.
 #undef __CUDA_NO_HALF_CONVERSIONS__
 #undef __CUDA_NO_HALF_OPERATORS__
 #undef __CUDA_NO_BFLOAT16_CONVERSIONS__
@@ -42,7 +43,7 @@ template <typename scalar_t>
 __global__ void __launch_bounds__(kAdaptThreads)
     em_adapt_kernel(const scalar_t* __restrict__ scores, const bool* __restrict__ present,
                     int64_t num_classes, int64_t num_pixels, double fg_portion, double bg_portion,
-                    int64_t max_iter, double* biases, uint64_t* keys, int64_t* surplus,
+                    int64_t max_iter, double* biases, uint64_t* keys, int64_t* state,
                     int64_t* labels) {
   __shared__ AdaptShared shared;
   const int64_t image = blockIdx.x;
@@ -50,7 +51,7 @@ __global__ void __launch_bounds__(kAdaptThreads)
   em_adapt_image(scores + image * num_classes * num_pixels, present + image * num_classes,
                  num_classes, num_pixels, fg_portion, bg_portion, max_iter,
                  biases + image * num_classes, keys + image * num_pixels,
-                 surplus + image * num_classes, labels + image * num_pixels, &shared, team);
+                 state + image * 2 * num_classes, labels + image * num_pixels, &shared, team);
 }
 
 }  // namespace
@@ -70,12 +71,12 @@ void launch_em_fixed(const scalar_t* scores, const bool* present, int64_t num_im
 template <typename scalar_t>
 void launch_em_adapt(const scalar_t* scores, const bool* present, int64_t num_images,
                      int64_t num_classes, int64_t num_pixels, double fg_portion, double bg_portion,
-                     int64_t max_iter, double* biases, uint64_t* keys, int64_t* surplus,
+                     int64_t max_iter, double* biases, uint64_t* keys, int64_t* state,
                      int64_t* labels, cudaStream_t stream) {
   if (num_images == 0) return;
   em_adapt_kernel<scalar_t><<<static_cast<unsigned int>(num_images), kAdaptThreads, 0, stream>>>(
       scores, present, num_classes, num_pixels, fg_portion, bg_portion, max_iter, biases, keys,
-      surplus, labels);
+      state, labels);
 }
 
 #define EMSEG_INSTANTIATE_ESTEP(T)                                                                 \

@@ -15,11 +15,11 @@ void launch_em_fixed(const scalar_t* scores, const bool* present, int64_t num_im
                      int64_t num_classes, int64_t num_pixels, double fg_bias, double bg_bias,
                      bool suppress_absent, int64_t* labels, cudaStream_t stream);
 
-// One thread block per image. Scratch in global memory: `keys` N * M values, `surplus` N * C.
+// One thread block per image. Scratch in global memory: `keys` N * M values, `state` N * 2C.
 template <typename scalar_t>
 void launch_em_adapt(const scalar_t* scores, const bool* present, int64_t num_images,
                      int64_t num_classes, int64_t num_pixels, double fg_portion, double bg_portion,
-                     int64_t max_iter, double* biases, uint64_t* keys, int64_t* surplus, int64_t* labels,
+                     int64_t max_iter, double* biases, uint64_t* keys, int64_t* state, int64_t* labels,
                      cudaStream_t stream);
 
 }  // namespace estep

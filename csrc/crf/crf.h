@@ -1,0 +1,200 @@
+#pragma once
+// Dense CRF (Krähenbühl & Koltun, NIPS 2011): the per-pixel mean-field update, written once for the
+// CPU and CUDA kernels. Message passing itself is lattice filtering (lattice/lattice.h).
+//
+// Energy: E(x) = sum_i U_i(x_i) + sum_k sum_{i != j} C_k(x_i, x_j) kbar_k(i, j), with kbar_k the
+// symmetric-normalised Gaussian kernel n_k(i) k_k(i, j) n_k(j), n_k = 1 / sqrt(sum_j k_k(i, j)) (as
+// Krähenbühl's code's NORMALIZE_SYMMETRIC), k_k evaluated with the permutohedral lattice.
+// One parallel mean-field step: Q_i(l) ∝ exp(-U_i(l) - sum_k sum_l' C_k(l, l') n_k(i) F_k(i, l')),
+// F_k = lattice filtering of n_k Q (the self term i = j included, as in that code).
+#include "common/macros.h"
+#include "lattice/lattice.h"
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+namespace emseg {
+namespace crf {
+
+constexpr int kMaxKernels = 2;
+
+// exp(x) to within 2 ulp for x in [-80, 88], 0 below -80 (skipping denormals, whose arithmetic
+// is slow on x86 and which no probability needs). Host: Cephes' polynomial in plain arithmetic so
+// the W-lane loops below vectorise (libm's expf is a call per element); device: expf.
+EMSEG_HD float exp_approx(float x) {
+#if defined(__CUDA_ARCH__)
+  return x < -80.0f ? 0.0f : expf(x);
+#else
+  // Comparisons, not fminf/fmaxf: those are library calls that stop the loop vectorising.
+  float xc = x < -80.0f ? -80.0f : x;
+  xc = xc > 88.0f ? 88.0f : xc;
+  // n = round(x / ln 2) by the 1.5 * 2^23 trick (no SSE4.1 rounding needed).
+  const float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  const float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  memcpy(&scale, &bits, sizeof(scale));
+  return x < -80.0f ? 0.0f : p * scale;
+#endif
+}
+
+#if EMSEG_HOST_SIMD
+// exp_approx on four lanes at once.
+inline lattice::vf4 exp_approx4(lattice::vf4 x) {
+  using lattice::vf4;
+  using lattice::vf4_set;
+  vf4 xc = x < vf4_set(-80.0f) ? vf4_set(-80.0f) : x;
+  xc = xc > vf4_set(88.0f) ? vf4_set(88.0f) : xc;
+  const vf4 n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  const vf4 r = xc - n * 0.693359375f + n * 2.12194440e-4f;
+  vf4 p = vf4_set(1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const lattice::vi4 bits = (__builtin_convertvector(n, lattice::vi4) + 127) << 23;
+  const vf4 y = p * (vf4)bits;  // vector cast: reinterprets the bits
+  return x < vf4_set(-80.0f) ? vf4_set(0.0f) : y;
+}
+#endif
+
+// Every [P, L] array below is in the lattice's chunked layout: C = ceil(L / W) chunks [P][W]
+// (lattice::chunk_offset). Padding lanes of the unary hold a huge energy, so their Q is exactly 0.
+struct MeanFieldArgs {
+  int64_t P;
+  int64_t L;
+  int64_t C;
+  int num_kernels;                    // active kernels (0 at initialisation: Q = softmax(-U))
+  const float* unary;                 // energies
+  const float* sliced[kMaxKernels];   // lattice output for n_k Q
+  const float* norm[kMaxKernels];     // [P] plain
+  const float* compat[kMaxKernels];   // [L, L] row-major, C_k(l, l'), when not diagonal
+  const float* diag[kMaxKernels];     // [C * W] C_k(l, l) (padding 0), when diagonal
+  float* q;                           // out: Q
+  float* next_in[kMaxKernels];        // out: n_k Q, the next iteration's lattice input (or null)
+};
+
+// Huge but finite energy for padding lanes: exp(-(1e30) - max) underflows to exactly 0.
+constexpr float kPadEnergy = 1e30f;
+
+// Mean-field update of pixel i, then the inputs of the next filtering. Per pixel: K C W flops for a
+// diagonal (Potts) compatibility or K L^2 for a full one, C W exps; reads (1 + K) C W floats,
+// writes (1 + K) C W. Lane loops have the constant trip count W and vectorise on the host.
+template <int W>
+EMSEG_HD void mean_field_pixel(int64_t i, const MeanFieldArgs& a) {
+  const int64_t P = a.P, L = a.L, C = a.C;
+#if EMSEG_HOST_SIMD
+  using lattice::vf4;
+  constexpr int J = W / 4;
+  for (int64_t c = 0; c < C; ++c) {
+    const int64_t o = (c * P + i) * W;
+    vf4* q = reinterpret_cast<vf4*>(a.q + o);
+    const vf4* u = reinterpret_cast<const vf4*>(a.unary + o);
+    for (int j = 0; j < J; ++j) q[j] = -u[j];
+    for (int k = 0; k < a.num_kernels; ++k) {
+      if (a.diag[k] == nullptr) continue;
+      const float n = a.norm[k][i];
+      const vf4* s = reinterpret_cast<const vf4*>(a.sliced[k] + o);
+      const vf4* dg = reinterpret_cast<const vf4*>(a.diag[k] + c * W);
+      for (int j = 0; j < J; ++j) q[j] -= n * dg[j] * s[j];
+    }
+  }
+#else
+  for (int64_t c = 0; c < C; ++c) {
+    const int64_t o = (c * P + i) * W;
+    float* q = a.q + o;
+    const float* u = a.unary + o;
+    for (int t = 0; t < W; ++t) q[t] = -u[t];
+    for (int k = 0; k < a.num_kernels; ++k) {
+      if (a.diag[k] == nullptr) continue;
+      const float n = a.norm[k][i];
+      const float* s = a.sliced[k] + o;
+      const float* dg = a.diag[k] + c * W;
+      for (int t = 0; t < W; ++t) q[t] -= n * dg[t] * s[t];
+    }
+  }
+#endif
+  for (int k = 0; k < a.num_kernels; ++k) {
+    if (a.diag[k] != nullptr) continue;
+    const float n = a.norm[k][i];
+    const float* s = a.sliced[k];
+    const float* cm = a.compat[k];
+    for (int64_t l = 0; l < L; ++l) {
+      float m = 0.0f;
+      for (int64_t t = 0; t < L; ++t) m += cm[l * L + t] * s[lattice::chunk_offset(i, t, P, W)];
+      a.q[lattice::chunk_offset(i, l, P, W)] -= n * m;
+    }
+  }
+  // Softmax, shifted by the maximum so exp never overflows.
+#if EMSEG_HOST_SIMD
+  vf4 mxv = lattice::vf4_set(-3.0e38f);
+  for (int64_t c = 0; c < C; ++c) {
+    const vf4* q = reinterpret_cast<const vf4*>(a.q + (c * P + i) * W);
+    for (int j = 0; j < J; ++j) mxv = q[j] > mxv ? q[j] : mxv;
+  }
+  float mx = mxv[0];
+  for (int t = 1; t < 4; ++t) mx = mxv[t] > mx ? mxv[t] : mx;
+  vf4 sumv = lattice::vf4_set(0.0f);
+  for (int64_t c = 0; c < C; ++c) {
+    vf4* q = reinterpret_cast<vf4*>(a.q + (c * P + i) * W);
+    for (int j = 0; j < J; ++j) {
+      q[j] = exp_approx4(q[j] - mx);
+      sumv += q[j];
+    }
+  }
+  const float inv = 1.0f / (sumv[0] + sumv[1] + sumv[2] + sumv[3]);
+  for (int64_t c = 0; c < C; ++c) {
+    const int64_t o = (c * P + i) * W;
+    vf4* q = reinterpret_cast<vf4*>(a.q + o);
+    for (int j = 0; j < J; ++j) q[j] *= inv;
+    for (int k = 0; k < kMaxKernels; ++k) {
+      if (a.next_in[k] == nullptr) continue;
+      const float n = a.norm[k][i];
+      vf4* x = reinterpret_cast<vf4*>(a.next_in[k] + o);
+      for (int j = 0; j < J; ++j) x[j] = n * q[j];
+    }
+  }
+#else
+  float mx = -3.0e38f;
+  for (int64_t c = 0; c < C; ++c) {
+    const float* q = a.q + (c * P + i) * W;
+    for (int t = 0; t < W; ++t) mx = q[t] > mx ? q[t] : mx;
+  }
+  float sum = 0.0f;
+  for (int64_t c = 0; c < C; ++c) {
+    float* q = a.q + (c * P + i) * W;
+    for (int t = 0; t < W; ++t) {
+      q[t] = exp_approx(q[t] - mx);
+      sum += q[t];
+    }
+  }
+  const float inv = 1.0f / sum;
+  for (int64_t c = 0; c < C; ++c) {
+    const int64_t o = (c * P + i) * W;
+    float* q = a.q + o;
+    for (int t = 0; t < W; ++t) q[t] *= inv;
+    for (int k = 0; k < kMaxKernels; ++k) {
+      if (a.next_in[k] == nullptr) continue;
+      const float n = a.norm[k][i];
+      float* x = a.next_in[k] + o;
+      for (int t = 0; t < W; ++t) x[t] = n * q[t];
+    }
+  }
+#endif
+}
+
+// Symmetric normalisation from the lattice response to all-ones (the +1e-20 as in Krähenbühl's code).
+EMSEG_HD float symmetric_norm(float response) { return 1.0f / sqrtf(response + 1e-20f); }
+
+}  // namespace crf
+}  // namespace emseg

@@ -1,0 +1,80 @@
+#pragma once
+// Validation of dense_crf's inputs, shared by the CPU and CUDA bindings.
+#include <c10/util/ArrayRef.h>
+
+#include <cmath>
+
+#include "common/checks.h"
+
+namespace emseg {
+
+inline void check_stds(c10::ArrayRef<double> stds, const char* name, size_t expected,
+                       const char* layout) {
+  TORCH_CHECK(stds.size() == expected, name, " must have ", expected, " entries ", layout, ", got ",
+              stds.size());
+  for (size_t i = 0; i < stds.size(); ++i) {
+    TORCH_CHECK(std::isfinite(stds[i]) && stds[i] > 0, name, "[", i,
+                "] must be a positive finite standard deviation, got ", stds[i]);
+  }
+}
+
+// Returns the per-image valid sizes [N, 2] (height, width) as a CPU int64 tensor.
+inline at::Tensor check_dense_crf_inputs(const at::Tensor& unary, const at::Tensor& image,
+                                         const at::Tensor& compat, c10::ArrayRef<double> pos_std,
+                                         c10::ArrayRef<double> bi_std, int64_t iterations,
+                                         const std::optional<at::Tensor>& sizes) {
+  check_dim(unary, "unary", 4, "[N, L, H, W]");
+  check_dtype(unary, "unary", at::kFloat);
+  const int64_t N = unary.size(0), L = unary.size(1), H = unary.size(2), W = unary.size(3);
+  TORCH_CHECK(L >= 1, "unary must have at least one label (unary.shape[1] = L >= 1), got shape ",
+              shape_str(unary));
+  check_dim(image, "image", 4, "[N, 3, H, W]");
+  check_dtype(image, "image", at::kByte);
+  check_same_device(image, "image", unary, "unary");
+  check_size(image, "image", 0, N, "unary.shape[0] (N)");
+  check_size(image, "image", 1, 3, "3 colour channels");
+  check_size(image, "image", 2, H, "unary.shape[2] (H)");
+  check_size(image, "image", 3, W, "unary.shape[3] (W)");
+  check_dim(compat, "compat", 3, "[2, L, L]");
+  check_dtype(compat, "compat", at::kFloat);
+  check_size(compat, "compat", 0, 2, "2 (position kernel, bilateral kernel)");
+  check_size(compat, "compat", 1, L, "the number of labels L");
+  check_size(compat, "compat", 2, L, "the number of labels L");
+  check_stds(pos_std, "pos_std", 2, "(x, y)");
+  check_stds(bi_std, "bi_std", 5, "(x, y, r, g, b)");
+  TORCH_CHECK(iterations >= 0, "iterations must be >= 0, got ", iterations);
+  TORCH_CHECK(H * W * 6 < (int64_t(1) << 30), "image too large for one lattice: H * W must be "
+              "below ", (int64_t(1) << 30) / 6, ", got ", H * W);
+  // Positions in lattice units must stay exact in float32 (see check_permutohedral_inputs).
+  const double span = double(std::max(H, W));
+  TORCH_CHECK(span / std::min(pos_std[0], pos_std[1]) * 6 < double(1 << 22) &&
+                  span / std::min(bi_std[0], bi_std[1]) * 6 < double(1 << 22) &&
+                  255.0 / std::min({bi_std[2], bi_std[3], bi_std[4]}) * 6 < double(1 << 22),
+              "standard deviations too small for the image size: pixel coordinates divided by "
+              "them must stay below ", (1 << 22) / 6);
+  check_finite(compat, "compat");
+  check_finite(unary, "unary");
+
+  at::Tensor hw;
+  if (sizes.has_value()) {
+    const at::Tensor& s = *sizes;
+    check_dim(s, "sizes", 2, "[N, 2] (valid height, width per image)");
+    check_dtype(s, "sizes", at::kLong);
+    check_size(s, "sizes", 0, N, "unary.shape[0] (N)");
+    check_size(s, "sizes", 1, 2, "2 (height, width)");
+    hw = s.cpu().contiguous();
+    const int64_t* p = hw.data_ptr<int64_t>();
+    for (int64_t n = 0; n < N; ++n) {
+      TORCH_CHECK(p[2 * n] >= 0 && p[2 * n] <= H && p[2 * n + 1] >= 0 && p[2 * n + 1] <= W,
+                  "sizes[", n, "] must lie within 0 <= height <= H (", H, ") and 0 <= width <= W (",
+                  W, "), got (", p[2 * n], ", ", p[2 * n + 1], ")");
+    }
+  } else {
+    hw = at::empty({N, 2}, at::kLong);
+    hw.select(1, 0).fill_(H);
+    hw.select(1, 1).fill_(W);
+  }
+  return hw;
+}
+
+}  // namespace emseg

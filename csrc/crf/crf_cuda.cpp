@@ -1,0 +1,127 @@
+// CUDA binding of dense_crf (torch-facing; the kernels are in crf_cuda.cu and lattice_cuda.cu).
+// Per image: two lattices built once, then per iteration one filtering launch sequence per kernel
+// and one mean-field launch; the data stay on the device throughout.
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <optional>
+#include <vector>
+
+#include "crf/crf.h"
+#include "crf/crf_checks.h"
+#include "crf/crf_cuda.h"
+#include "lattice/cuda_lattice.h"
+
+namespace emseg {
+namespace {
+
+// Same features as the CPU binding: (x / sx, y / sy[, r / sr, g / sg, b / sb]), [P, 2 or 5].
+at::Tensor crf_features_cuda(const at::Tensor& image_n, int64_t h, int64_t w,
+                             c10::ArrayRef<double> std, bool colour) {
+  const auto opts = at::TensorOptions().dtype(at::kFloat).device(image_n.device());
+  at::Tensor xs = at::arange(w, opts).view({1, w}).expand({h, w});
+  at::Tensor ys = at::arange(h, opts).view({h, 1}).expand({h, w});
+  std::vector<at::Tensor> cols = {xs / static_cast<float>(std[0]), ys / static_cast<float>(std[1])};
+  if (colour) {
+    at::Tensor img = image_n.slice(1, 0, h).slice(2, 0, w).to(at::kFloat);
+    for (int c = 0; c < 3; ++c) cols.push_back(img[c] / static_cast<float>(std[2 + c]));
+  }
+  return at::stack(cols, -1).reshape({h * w, static_cast<int64_t>(cols.size())}).contiguous();
+}
+
+at::Tensor dense_crf_cuda(const at::Tensor& unary_in, const at::Tensor& image_in,
+                          const at::Tensor& compat_in, c10::ArrayRef<double> pos_std,
+                          c10::ArrayRef<double> bi_std, int64_t iterations,
+                          const std::optional<at::Tensor>& sizes, bool logits) {
+  TORCH_CHECK(unary_in.is_cuda(), "unary must be a CUDA tensor for the CUDA kernel, got ",
+              unary_in.device());
+  const at::Tensor hw =
+      check_dense_crf_inputs(unary_in, image_in, compat_in, pos_std, bi_std, iterations, sizes);
+  const c10::cuda::CUDAGuard guard(unary_in.device());
+  const auto stream = c10::cuda::getCurrentCUDAStream();
+  const int64_t N = unary_in.size(0), L = unary_in.size(1);
+  const auto fopts = unary_in.options().dtype(at::kFloat);
+  const at::Tensor compat_cpu = compat_in.cpu().contiguous();
+  const at::Tensor compat = compat_in.to(unary_in.device(), at::kFloat).contiguous();
+  at::Tensor out = at::zeros_like(unary_in, at::MemoryFormat::Contiguous);
+  const int W = lattice::chunk_width(L);
+  const int64_t C = (L + W - 1) / W;
+
+  bool active[crf::kMaxKernels];
+  bool diagonal[crf::kMaxKernels];
+  for (int k = 0; k < crf::kMaxKernels; ++k) {
+    active[k] = compat_cpu[k].ne(0).any().item<bool>();
+    diagonal[k] = (compat_cpu[k] - at::diag(at::diag(compat_cpu[k]))).eq(0).all().item<bool>();
+  }
+
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t h = hw[n][0].item<int64_t>(), w = hw[n][1].item<int64_t>();
+    const int64_t P = h * w;
+    if (P == 0) continue;
+    // Energies in the chunked layout [C][P][W]; padding lanes get a huge energy (Q = 0 there).
+    at::Tensor U = at::full({P, C * W}, crf::kPadEnergy, fopts);
+    at::Tensor u_plain = unary_in[n].slice(1, 0, h).slice(2, 0, w).reshape({L, P}).t();
+    U.slice(1, 0, L).copy_(logits ? u_plain.neg() : u_plain);
+    U = U.view({P, C, W}).permute({1, 0, 2}).contiguous();
+    at::Tensor Q = at::zeros({C, P, W}, fopts);
+
+    crf::MeanFieldArgs args{};
+    args.P = P;
+    args.L = L;
+    args.C = C;
+    args.unary = U.data_ptr<float>();
+    args.q = Q.data_ptr<float>();
+
+    std::vector<lattice::CudaLattice> lat;
+    std::vector<at::Tensor> keep;  // buffers the raw pointers in args refer to
+    std::vector<float*> in_ptr, out_ptr, scratch_ptr;
+    int used = 0;
+    for (int k = 0; k < crf::kMaxKernels && iterations > 0; ++k) {
+      if (!active[k]) continue;
+      at::Tensor f = k == 0 ? crf_features_cuda(image_in[n], h, w, pos_std, false)
+                            : crf_features_cuda(image_in[n], h, w, bi_std, true);
+      lat.emplace_back(f);
+      const lattice::CudaLattice& l = lat.back();
+      at::Tensor norm = at::rsqrt(l.filter(at::ones({P, 1}, fopts)).view({P}) + 1e-20f).contiguous();
+      at::Tensor next_in = at::zeros({C, P, W}, fopts);
+      at::Tensor sliced = at::empty({C, P, W}, fopts);
+      at::Tensor scratch = at::empty({2 * C * (int64_t(l.num_vertices()) + 1) * W}, fopts);
+      args.norm[used] = norm.data_ptr<float>();
+      args.sliced[used] = sliced.data_ptr<float>();
+      args.next_in[used] = next_in.data_ptr<float>();
+      args.compat[used] = compat[k].data_ptr<float>();
+      if (diagonal[k]) {
+        at::Tensor dg = at::zeros({C * W}, fopts);
+        dg.slice(0, 0, L).copy_(at::diag(compat[k]));
+        args.diag[used] = dg.data_ptr<float>();
+        keep.push_back(dg);
+      }
+      in_ptr.push_back(next_in.data_ptr<float>());
+      out_ptr.push_back(sliced.data_ptr<float>());
+      scratch_ptr.push_back(scratch.data_ptr<float>());
+      keep.insert(keep.end(), {norm, next_in, sliced, scratch});
+      ++used;
+    }
+
+    args.num_kernels = 0;  // Q = softmax(-U) and the first lattice inputs
+    C10_CUDA_CHECK(crf::cuda::mean_field(args, W, stream));
+    args.num_kernels = used;
+    for (int64_t it = 0; it < iterations && used > 0; ++it) {
+      for (int s = 0; s < used; ++s) {
+        lat[s].filter_chunks(in_ptr[s], out_ptr[s], W, C, scratch_ptr[s]);
+      }
+      C10_CUDA_CHECK(crf::cuda::mean_field(args, W, stream));
+    }
+    at::Tensor q_plain = Q.permute({1, 0, 2}).reshape({P, C * W}).slice(1, 0, L);
+    out[n].slice(1, 0, h).slice(2, 0, w).copy_(q_plain.t().reshape({L, h, w}));
+  }
+  return out;
+}
+
+}  // namespace
+}  // namespace emseg
+
+TORCH_LIBRARY_IMPL(emseg, CUDA, m) { m.impl("dense_crf", &emseg::dense_crf_cuda); }

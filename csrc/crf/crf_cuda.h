@@ -1,0 +1,16 @@
+#pragma once
+// Torch-free launcher of the CUDA mean-field update (crf_cuda.cu).
+#include <cuda_runtime_api.h>
+
+#include "crf/crf.h"
+
+namespace emseg {
+namespace crf {
+namespace cuda {
+
+// One thread per pixel runs crf::mean_field_pixel<W> (W = 4 or 8).
+cudaError_t mean_field(const MeanFieldArgs& args, int W, cudaStream_t stream);
+
+}  // namespace cuda
+}  // namespace crf
+}  // namespace emseg

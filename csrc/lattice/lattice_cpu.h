@@ -1,0 +1,107 @@
+#pragma once
+// CPU permutohedral lattice over one point set: built once, then used for any number of filterings
+// (the dense CRF filters every mean-field iteration through the same lattice).
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <vector>
+
+#include "lattice/lattice.h"
+
+// x86-64 hosts with AVX2 and FMA run copies of the hot loops compiled for them (selected at run
+// time, so the extension still loads on any x86-64); other hosts run the portable build.
+#if defined(__x86_64__) && defined(__GNUC__)
+#define EMSEG_AVX2_TARGET __attribute__((target("avx2,fma"), flatten))
+#define EMSEG_HAVE_AVX2_COPY 1
+#else
+#define EMSEG_AVX2_TARGET
+#define EMSEG_HAVE_AVX2_COPY 0
+#endif
+
+namespace emseg {
+namespace lattice {
+
+inline bool cpu_has_avx2() {
+#if EMSEG_HAVE_AVX2_COPY
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return yes;
+#else
+  return false;
+#endif
+}
+
+// Runs f(0..n-1) on the intra-op threads, handing tasks out one at a time: tasks of unequal cost
+// (chunks of different lattices) still keep every thread busy, with one synchronisation in all.
+template <typename F>
+void run_tasks(int64_t n, const F& f) {
+  if (n <= 0) return;
+  std::atomic<int64_t> next{0};
+  const int64_t workers = std::min<int64_t>(n, at::get_num_threads());
+  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+    for (int64_t t = next.fetch_add(1); t < n; t = next.fetch_add(1)) f(t);
+  });
+}
+
+// f(lo, hi) over [0, n) in blocks handed out dynamically: on a busy machine, where a thread can lose
+// its core for a while, the others take over its share instead of waiting at the end (a static
+// split, at::parallel_for's, waits for the slowest thread).
+template <typename F>
+void parallel_blocks(int64_t n, int64_t block, const F& f) {
+  const int64_t tasks = (n + block - 1) / block;
+  if (tasks <= 1 || at::get_num_threads() == 1 || at::in_parallel_region()) {
+    if (n > 0) f(int64_t(0), n);
+    return;
+  }
+  run_tasks(tasks, [&](int64_t t) { f(t * block, std::min(n, (t + 1) * block)); });
+}
+
+class CpuLattice {
+ public:
+  // features: [P, d] row-major float, already divided by their standard deviations. 1 <= d <= 16.
+  // With parallel = false the build runs on the calling thread (to build several lattices at once).
+  CpuLattice(const float* features, int64_t P, int d, bool parallel = true);
+
+  int64_t num_points() const { return P_; }
+  int64_t num_vertices() const { return M_; }
+  int dim() const { return d_; }
+
+  // One chunk of W channels: out[P][W] = scale * slice(blur(splat(in[P][W]))) (lattice.h).
+  // buf_a, buf_b: scratch of (M+1) * W floats each. With inner_parallel the passes are split over
+  // threads (a barrier between passes); without, the chunk runs on the calling thread.
+  // Work: 2 (d+1) P W flops for splat and slice each, 3 (d+1) M W for the blur.
+  template <int W>
+  void filter_chunk(const float* in, float* out, float* buf_a, float* buf_b,
+                    bool inner_parallel) const;
+
+  // Plain layout: out[P, V] = lattice response to in[P, V]. Parallel over chunks (or within one).
+  void filter(const float* in, float* out, int64_t V) const;
+
+ private:
+  // The passes of filter_chunk on the calling thread, written once, compiled twice (below).
+  template <int W>
+  __attribute__((always_inline)) inline void passes(const float* in, float* out, float* a,
+                                                    float* b) const;
+  template <int W>
+  void passes_default(const float* in, float* out, float* a, float* b) const;
+  template <int W>
+  EMSEG_AVX2_TARGET void passes_avx2(const float* in, float* out, float* a, float* b) const;
+
+  int64_t P_;
+  int d_;
+  int64_t M_ = 0;
+  std::vector<int32_t> vert_;          // [P*(d+1)] vertex of each entry
+  std::vector<float> bary_;            // [P*(d+1)]
+  std::vector<int32_t> start_;         // [M+1] splat list offsets
+  std::vector<int32_t> splat_point_;   // [P*(d+1)] entries grouped by vertex (entry order within)
+  std::vector<float> splat_weight_;    // [P*(d+1)] their barycentric weights
+  std::vector<int32_t> nbr_;           // [d+1, M, 2]
+};
+
+// [P, V] <-> ceil(V / W) chunks [P][W] (padding channels zero).
+void to_chunks(const float* x, float* chunks, int64_t P, int64_t V, int W);
+void from_chunks(const float* chunks, float* x, int64_t P, int64_t V, int W);
+
+}  // namespace lattice
+}  // namespace emseg

@@ -1,0 +1,38 @@
+// CUDA binding of permutohedral_filter (torch-facing; the kernels are in lattice_cuda.cu).
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include "lattice/cuda_lattice.h"
+#include "lattice/lattice_checks.h"
+
+namespace emseg {
+namespace {
+
+at::Tensor permutohedral_filter_cuda(const at::Tensor& values_in, const at::Tensor& features_in,
+                                     bool normalize) {
+  TORCH_CHECK(values_in.is_cuda(), "values must be a CUDA tensor for the CUDA kernel, got ",
+              values_in.device());
+  check_permutohedral_inputs(values_in, features_in);
+  const c10::cuda::CUDAGuard guard(values_in.device());
+  const bool batched = values_in.dim() == 3;
+  at::Tensor values = (batched ? values_in : values_in.unsqueeze(0)).contiguous();
+  at::Tensor features = (batched ? features_in : features_in.unsqueeze(0)).contiguous();
+  const int64_t N = values.size(0), P = values.size(1), V = values.size(2);
+  at::Tensor out = at::empty_like(values);
+  if (P == 0 || V == 0) return batched ? out : out.squeeze(0);
+  for (int64_t n = 0; n < N; ++n) {
+    const lattice::CudaLattice lat(features[n]);
+    at::Tensor r = lat.filter(values[n]);
+    if (normalize) r = r / lat.filter(at::ones({P, 1}, values.options()));
+    out[n].copy_(r);
+  }
+  return batched ? out : out.squeeze(0);
+}
+
+}  // namespace
+}  // namespace emseg
+
+TORCH_LIBRARY_IMPL(emseg, CUDA, m) {
+  m.impl("permutohedral_filter", &emseg::permutohedral_filter_cuda);
+}

@@ -1,0 +1,145 @@
+"""permutohedral_filter against exact Gaussian filtering, its invariances, and its input checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import emseg
+from emseg.ops import permutohedral_filter
+
+from reference_crf import gaussian_filter
+
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=pytest.mark.skipif(not emseg.cuda_available(), reason="CUDA kernels or GPU not available"),
+    ),
+]
+
+# Approximation error of the normalised lattice filter against exact Gaussian filtering, for P = 400
+# points uniform in a cube of side 2 (standard deviations), values = a smooth signal and unit white
+# noise: (mean |error|, max |error|) bounds, about 1.5x the worst of 5 seeds measured. The lattice's
+# kernel is a piecewise-linear tent blurred along d+1 axes, close to a Gaussian near the centre and
+# cruder in its tails, so the error grows with D; where points are sparse (far apart compared with
+# the standard deviation) the error is larger still, which is why the cube is kept small.
+ERROR_BOUNDS = {2: (0.02, 0.06), 3: (0.04, 0.15), 5: (0.03, 0.15), 8: (0.04, 0.3)}
+
+
+def _points(d: int, p: int = 400, side: float = 2.0, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    f = rng.uniform(0.0, side, size=(p, d)).astype(np.float32)
+    v = np.stack([np.sin(f.sum(1)), rng.normal(size=p)], 1).astype(np.float32)
+    return f, v
+
+
+@pytest.mark.parametrize("d", sorted(ERROR_BOUNDS))
+@pytest.mark.parametrize("seed", [0, 1])
+def test_against_exact_gaussian(d, seed):
+    f, v = _points(d, seed=seed)
+    out = permutohedral_filter(torch.from_numpy(v), torch.from_numpy(f)).numpy()
+    err = np.abs(out - gaussian_filter(v, f))
+    mean_bound, max_bound = ERROR_BOUNDS[d]
+    assert err.mean(0).max() <= mean_bound
+    assert err.max() <= max_bound
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("d", [1, 2, 5, 16])
+def test_permuted_points_give_permuted_output(device, d):
+    f, v = _points(d, p=300, seed=3)
+    perm = np.random.default_rng(4).permutation(len(f))
+    ft, vt = torch.from_numpy(f).to(device), torch.from_numpy(v).to(device)
+    out = permutohedral_filter(vt, ft)
+    out_perm = permutohedral_filter(vt[perm], ft[perm])
+    torch.testing.assert_close(out_perm, out[perm], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_raw_response_is_linear_and_normalises(device):
+    f, v = _points(3, p=200, seed=5)
+    ft, vt = torch.from_numpy(f).to(device), torch.from_numpy(v).to(device)
+    u = torch.randn_like(vt)
+    raw = permutohedral_filter(2.0 * vt - 3.0 * u, ft, normalize=False)
+    expected = 2.0 * permutohedral_filter(vt, ft, normalize=False) - 3.0 * permutohedral_filter(
+        u, ft, normalize=False
+    )
+    torch.testing.assert_close(raw, expected, rtol=1e-4, atol=1e-4)
+    ones = permutohedral_filter(torch.ones_like(vt[:, :1]), ft, normalize=False)
+    assert (ones > 0).all()
+    torch.testing.assert_close(
+        permutohedral_filter(vt, ft), permutohedral_filter(vt, ft, normalize=False) / ones
+    )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("channels", [1, 3, 4, 8, 9, 21])
+def test_batched_equals_single_and_any_channel_count(device, channels):
+    rng = np.random.default_rng(channels)
+    f = torch.from_numpy(rng.uniform(0, 3, size=(3, 150, 2)).astype(np.float32)).to(device)
+    v = torch.from_numpy(rng.normal(size=(3, 150, channels)).astype(np.float32)).to(device)
+    out = permutohedral_filter(v, f)
+    assert out.shape == v.shape
+    for n in range(3):
+        torch.testing.assert_close(out[n], permutohedral_filter(v[n], f[n]))
+    # Channels are filtered independently.
+    torch.testing.assert_close(out[..., :1], permutohedral_filter(v[..., :1].contiguous(), f))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_constant_signal_and_single_point(device):
+    f = torch.rand(50, 4, device=device) * 3
+    out = permutohedral_filter(torch.full((50, 2), 7.0, device=device), f)
+    torch.testing.assert_close(out, torch.full_like(out, 7.0))
+    one = permutohedral_filter(torch.tensor([[2.5]], device=device), torch.zeros(1, 3, device=device))
+    torch.testing.assert_close(one, torch.tensor([[2.5]], device=device))
+    empty = permutohedral_filter(torch.zeros(0, 2, device=device), torch.zeros(0, 3, device=device))
+    assert empty.shape == (0, 2)
+
+
+def test_non_contiguous_inputs():
+    f, v = _points(2, p=100, seed=6)
+    ft = torch.from_numpy(np.asfortranarray(f))
+    vt = torch.from_numpy(np.asfortranarray(v))
+    expected = permutohedral_filter(torch.from_numpy(v), torch.from_numpy(f))
+    assert not ft.is_contiguous() and not vt.is_contiguous()
+    torch.testing.assert_close(permutohedral_filter(vt, ft), expected)
+
+
+@pytest.mark.skipif(not emseg.cuda_available(), reason="CUDA kernels or GPU not available")
+@pytest.mark.parametrize("d", [2, 5, 8])
+def test_cuda_matches_cpu(d):
+    f, v = _points(d, p=2000, side=4.0, seed=7)
+    cpu = permutohedral_filter(torch.from_numpy(v), torch.from_numpy(f))
+    gpu = permutohedral_filter(torch.from_numpy(v).cuda(), torch.from_numpy(f).cuda())
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck(device):
+    f, v = _points(3, p=64, seed=8)
+    args = (torch.from_numpy(v).to(device), torch.from_numpy(f).to(device), True)
+    torch.library.opcheck(torch.ops.emseg.permutohedral_filter.default, args)
+
+
+@pytest.mark.parametrize(
+    "values, features, match",
+    [
+        (torch.zeros(5), torch.zeros(5, 2), r"values must be a 2-D \[P, V\] or 3-D"),
+        (torch.zeros(5, 2), torch.zeros(1, 5, 2), "features must have the same number of dimensions"),
+        (torch.zeros(5, 2, dtype=torch.float64), torch.zeros(5, 2), "values must have dtype Float"),
+        (torch.zeros(5, 2), torch.zeros(5, 2, dtype=torch.int32), "features must have dtype Float"),
+        (torch.zeros(5, 2), torch.zeros(6, 2), r"features.shape\[0\] must equal values.shape\[0\]"),
+        (torch.zeros(2, 5, 2), torch.zeros(3, 5, 2), r"features.shape\[0\] must equal values.shape\[0\]"),
+        (torch.zeros(5, 2), torch.zeros(5, 0), "feature dimension D\\) must be between 1 and 16"),
+        (torch.zeros(5, 2), torch.zeros(5, 17), "feature dimension D\\) must be between 1 and 16"),
+        (torch.zeros(5, 2), torch.tensor([[float("nan")]] * 5), "features contains NaN or infinite"),
+        (torch.full((5, 2), float("inf")), torch.zeros(5, 2), "values contains NaN or infinite"),
+        (torch.zeros(5, 2), torch.full((5, 2), 1e7), r"features must have \|f\| below"),
+    ],
+)
+def test_rejects_bad_input(values, features, match):
+    with pytest.raises(RuntimeError, match=match):
+        permutohedral_filter(values, features)
