@@ -94,6 +94,15 @@ def main() -> None:
                 continue
             print(f"   done in {time.time() - t0:.0f} s", flush=True)
         s = json.loads(summary_file.read_text())
+        if args.crf and have_crf and s.get("miou_crf") is None:
+            # a run finished without the CRF: evaluate its checkpoint with it now
+            proc = subprocess.run([sys.executable, "-m", "emseg.evaluate", "--checkpoint", s["checkpoint"],
+                                   "--crf", "--no-progress", "--workers", "0"], capture_output=True, text=True)
+            if proc.returncode != 0:
+                print(proc.stdout[-2000:] + proc.stderr[-2000:])
+            else:
+                s["miou_crf"] = float(proc.stdout.split("with dense CRF:")[1].split("mean IoU")[1].split()[0]) / 100
+                summary_file.write_text(json.dumps(s, indent=1))
         results[name] = {"label": label.format(n=strong), "miou": s["miou"], "miou_crf": s.get("miou_crf"),
                          "train_seconds": s.get("train_seconds")}
     (out / "results.json").write_text(json.dumps(results, indent=1))
