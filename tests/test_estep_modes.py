@@ -189,3 +189,23 @@ def test_bbox_seg_needs_a_crf():
     batch = fixed_batch()
     with pytest.raises(ValueError, match="dense CRF"):
         fixed_bbox_seg(batch["boxes"][0], batch["image_uint8"][0], C, EStepConfig(), None)
+
+
+def test_bbox_seg_with_the_dense_crf():
+    """With the real dense CRF the box's background-coloured corners leave the object."""
+    from emseg.refine import CRFParams, crf_available, make_crf
+
+    if not crf_available():
+        pytest.skip("emseg.crf is not part of this build")
+    crf = make_crf(CRFParams(bi_xy_std=16.0, pos_xy_std=1.0))
+    yy, xx = torch.meshgrid(torch.arange(40), torch.arange(40), indexing="ij")
+    disc = (yy - 20) ** 2 + (xx - 20) ** 2 <= 11**2
+    image = torch.full((3, 40, 40), 120, dtype=torch.uint8)
+    image[0][disc], image[1][disc], image[2][disc] = 220, 30, 30
+    boxes = torch.tensor([[8.0, 8.0, 32.0, 32.0, 2.0]])
+    seg = fixed_bbox_seg(boxes, image, C, EStepConfig(), crf)
+    rect = fixed_bbox_rect(boxes, image, C, EStepConfig())
+    assert (seg[rect == 0] == 0).all()  # outside the box: background
+    assert seg[20, 20] == 2  # the centre area
+    assert seg[8, 8] == 0 and seg[31, 31] == 0  # grey corners of the box
+    assert (seg[disc] == 2).float().mean() > 0.9
