@@ -124,3 +124,13 @@ def test_crf_flag_without_the_crf(checkpoint, capsys, monkeypatch):
         with pytest.raises(SystemExit):
             mod.main(["--checkpoint", str(checkpoint[0]), "--crf", *extra])
         assert "needs the dense CRF" in capsys.readouterr().err
+
+
+def test_evaluate_cli_with_the_dense_crf(checkpoint, capsys):
+    from emseg.refine import crf_available
+
+    if not crf_available():
+        pytest.skip("emseg.crf is not part of this build")
+    result = evaluate_main(["--checkpoint", str(checkpoint[0]), "--workers", "0", "--no-progress", "--crf"])
+    assert "with dense CRF" in capsys.readouterr().out
+    assert 0.0 <= result["miou_crf"] <= 1.0
