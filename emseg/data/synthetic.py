@@ -1,0 +1,292 @@
+"""A synthetic VOC-like data set, the offline default.
+
+Six object classes, each a shape with its own colour family and texture::
+
+    disc      red,    plain       square  blue,   stripes     triangle  green,  dots
+    star      red,    stripes     ring    blue,   plain       cross     yellow, checker
+
+Disc and star share a colour, square and ring share a colour, and stripes appear on two classes,
+so no single cue names a class: the network must combine shape, colour and texture. Backgrounds
+are cluttered: a colour gradient, blotchy low-frequency noise, pixel noise and 3-8 distractor
+patches (elongated ellipses, bars, lines, irregular polygons) in colours and textures borrowed from
+the classes; distractors are background. Each image has 1-4 objects of random size, rotation and
+colour, drawn in order so later objects occlude earlier ones (every object keeps at least 40% of
+its area visible). An occasional thin line crosses in front of objects.
+
+Written in VOC layout so it goes through :class:`VOCSegmentation` like the real data::
+
+    JPEGImages/<id>.jpg                   quality 90
+    SegmentationClassAug/<id>.png         palette PNG, 255 on a 2-pixel band along every class
+                                          boundary (as VOC's object outlines)
+    Annotations/<id>.xml                  VOC XML, tight boxes around each object's visible pixels
+                                          (so boxes include background: ring holes, star gaps, corners)
+    ImageSets/Segmentation/{train_aug,train,val}.txt
+                                          train.txt: the first 1/7 of train_aug (VOC's train/train_aug
+                                          ratio), a ready-made strong list
+    classes.txt, synthetic.json           class names; generation parameters (marks completion)
+
+Every image is drawn from its own generator seeded by ``(seed, split, index)``: the same seed gives
+byte-identical files, and images do not depend on how many others are generated.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from .io import IGNORE_INDEX, VOCObject, write_mask_png, write_voc_xml
+
+__all__ = ["SYNTHETIC_CLASSES", "make_synthetic_voc", "render_synthetic_image"]
+
+SYNTHETIC_CLASSES: tuple[str, ...] = ("background", "disc", "square", "triangle", "star", "ring", "cross")
+
+_RED, _BLUE, _GREEN, _YELLOW = (200, 45, 40), (45, 75, 205), (40, 160, 65), (220, 195, 45)
+# class -> (base colour, texture)
+_STYLE = {
+    1: (_RED, "plain"),
+    2: (_BLUE, "stripes"),
+    3: (_GREEN, "dots"),
+    4: (_RED, "stripes"),
+    5: (_BLUE, "plain"),
+    6: (_YELLOW, "checker"),
+}
+_TEXTURES = ("plain", "stripes", "dots", "checker")
+_FORMAT_VERSION = 1
+_MIN_VISIBLE = 0.4
+
+
+def _jitter_colour(rng: np.random.Generator, base: tuple[int, int, int]) -> np.ndarray:
+    colour = np.asarray(base, dtype=np.float32) * rng.uniform(0.75, 1.15) + rng.normal(0, 14, 3)
+    return np.clip(colour, 0, 255)
+
+
+def _texture(rng: np.random.Generator, kind: str, colour: np.ndarray, size: int) -> np.ndarray:
+    """A ``[size, size, 3]`` float texture in the given colour family."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    angle = rng.uniform(0, math.pi)
+    u = xx * math.cos(angle) + yy * math.sin(angle)
+    v = -xx * math.sin(angle) + yy * math.cos(angle)
+    second = colour * rng.uniform(0.35, 0.55) if rng.random() < 0.6 else np.clip(colour * 0.4 + 150, 0, 255)
+    if kind == "plain":
+        pattern = np.zeros((size, size), dtype=bool)
+    elif kind == "stripes":
+        period = rng.uniform(4.0, 7.0)
+        pattern = np.mod(u, period) < period / 2
+    elif kind == "dots":
+        period = rng.uniform(5.0, 7.5)
+        du, dv = np.mod(u, period) - period / 2, np.mod(v, period) - period / 2
+        pattern = du * du + dv * dv < (period * 0.3) ** 2
+    elif kind == "checker":
+        period = rng.uniform(3.5, 6.0)
+        pattern = (np.floor(u / period) + np.floor(v / period)) % 2 == 0
+    else:
+        raise ValueError(kind)
+    out = np.where(pattern[..., None], second[None, None, :], colour[None, None, :])
+    # a soft shading gradient so flat areas are not perfectly flat
+    shade = 1.0 + 0.15 * (u / size - 0.5) * rng.uniform(-1, 1)
+    return out * shade[..., None]
+
+
+def _polygon(rng: np.random.Generator, cls: int, cx: float, cy: float, r: float, angle: float) -> list[np.ndarray]:
+    """Outline(s) of a class shape; a ring returns its outer and inner circle."""
+
+    def regular(n: int, radius: float, phase: float = 0.0) -> np.ndarray:
+        t = angle + phase + np.arange(n) * 2 * math.pi / n
+        return np.stack([cx + radius * np.cos(t), cy + radius * np.sin(t)], axis=1)
+
+    if cls in (1, 5):  # disc, ring: slightly elliptical circles
+        aspect = rng.uniform(0.85, 1.15)
+        t = np.linspace(0, 2 * math.pi, 48, endpoint=False)
+        outer = np.stack([cx + r * aspect * np.cos(t) * math.cos(angle) - r * np.sin(t) * math.sin(angle),
+                          cy + r * aspect * np.cos(t) * math.sin(angle) + r * np.sin(t) * math.cos(angle)], axis=1)
+        if cls == 1:
+            return [outer]
+        hole = rng.uniform(0.45, 0.6)
+        inner = np.stack([cx + (outer[:, 0] - cx) * hole, cy + (outer[:, 1] - cy) * hole], axis=1)
+        return [outer, inner]
+    if cls == 2:  # square, a little stretched
+        stretch = rng.uniform(0.8, 1.25)
+        pts = np.array([[-1, -stretch], [1, -stretch], [1, stretch], [-1, stretch]], dtype=np.float64) * r * 0.75
+        rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+        return [pts @ rot.T + (cx, cy)]
+    if cls == 3:
+        return [regular(3, r)]
+    if cls == 4:  # five-pointed star
+        outer, inner = regular(5, r), regular(5, r * rng.uniform(0.4, 0.5), math.pi / 5)
+        return [np.stack([outer, inner], axis=1).reshape(-1, 2)]
+    if cls == 6:  # plus sign
+        a = rng.uniform(0.28, 0.4)
+        pts = np.array([[-a, -1], [a, -1], [a, -a], [1, -a], [1, a], [a, a], [a, 1], [-a, 1], [-a, a], [-1, a],
+                        [-1, -a], [-a, -a]], dtype=np.float64) * r
+        rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+        return [pts @ rot.T + (cx, cy)]
+    raise ValueError(cls)
+
+
+def _fill(size: int, outlines: list[np.ndarray]) -> np.ndarray:
+    canvas = np.zeros((size, size), dtype=np.uint8)
+    cv2.fillPoly(canvas, [np.round(outlines[0]).astype(np.int32)], 1, lineType=cv2.LINE_8)
+    for hole in outlines[1:]:
+        cv2.fillPoly(canvas, [np.round(hole).astype(np.int32)], 0, lineType=cv2.LINE_8)
+    return canvas.astype(bool)
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    c0, c1 = rng.uniform(40, 220, 3), rng.uniform(40, 220, 3)
+    t = np.clip(xx * rng.uniform(-1, 1) + yy * rng.uniform(-1, 1) + 0.5, 0, 1)
+    image = c0 * (1 - t[..., None]) + c1 * t[..., None]
+    blotch = cv2.resize(rng.normal(0, 1, (6, 6, 3)).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
+    image += blotch * rng.uniform(10, 30)
+    palette = [c for c, _ in _STYLE.values()]
+    for _ in range(int(rng.integers(3, 9))):
+        canvas = np.zeros((size, size), dtype=np.uint8)
+        kind = rng.integers(4)
+        cx, cy = rng.uniform(0, size, 2)
+        length = rng.uniform(0.15, 0.45) * size
+        angle = rng.uniform(0, 180)
+        if kind == 0:  # elongated ellipse
+            axes = (int(length / 2), int(length / 2 / rng.uniform(2.5, 5)))
+            cv2.ellipse(canvas, (int(cx), int(cy)), axes, angle, 0, 360, 1, -1)
+        elif kind == 1:  # bar
+            cv2.line(canvas, (int(cx), int(cy)), (int(cx + length * math.cos(angle)), int(cy + length * math.sin(angle))),
+                     1, int(rng.integers(3, 7)))
+        elif kind == 2:  # thin line
+            cv2.line(canvas, (int(cx), int(cy)), (int(cx + 2 * length * math.cos(angle)),
+                                                  int(cy + 2 * length * math.sin(angle))), 1, 1)
+        else:  # irregular blob
+            n = int(rng.integers(6, 10))
+            t = np.sort(rng.uniform(0, 2 * math.pi, n))
+            radius = rng.uniform(0.3, 1.0, n) * length / 2
+            pts = np.stack([cx + radius * np.cos(t), cy + radius * np.sin(t)], axis=1)
+            cv2.fillPoly(canvas, [np.round(pts).astype(np.int32)], 1)
+        base = palette[int(rng.integers(len(palette)))] if rng.random() < 0.5 else tuple(rng.uniform(30, 230, 3))
+        tex = _texture(rng, _TEXTURES[int(rng.integers(len(_TEXTURES)))], _jitter_colour(rng, base), size)
+        image = np.where(canvas.astype(bool)[..., None], tex, image)
+    return image
+
+
+def render_synthetic_image(
+    rng: np.random.Generator, size: int, max_objects: int = 4
+) -> tuple[np.ndarray, np.ndarray, list[VOCObject]]:
+    """Draw one image: RGB uint8 ``[size, size, 3]``, label mask uint8, and its VOC objects."""
+    image = _background(rng, size)
+    labels = np.zeros((size, size), dtype=np.uint8)
+    instance = np.full((size, size), -1, dtype=np.int32)
+    areas: list[int] = []
+    classes: list[int] = []
+    for _ in range(int(rng.integers(1, max_objects + 1))):
+        for _attempt in range(20):
+            cls = int(rng.integers(1, len(SYNTHETIC_CLASSES)))
+            r = rng.uniform(0.12, 0.28) * size
+            cx, cy = rng.uniform(0.1, 0.9, 2) * size
+            shape = _fill(size, _polygon(rng, cls, cx, cy, r, rng.uniform(0, 2 * math.pi)))
+            area = int(shape.sum())
+            if area < 0.01 * size * size:
+                continue
+            covered = np.bincount(instance[shape & (instance >= 0)], minlength=len(areas))
+            visible_before = np.bincount(instance[instance >= 0], minlength=len(areas))
+            if all(visible_before[k] - covered[k] >= _MIN_VISIBLE * areas[k] for k in range(len(areas))):
+                break
+        else:
+            continue
+        base, kind = _STYLE[cls]
+        tex = _texture(rng, kind, _jitter_colour(rng, base), size)
+        image = np.where(shape[..., None], tex, image)
+        labels[shape] = cls
+        instance[shape] = len(areas)
+        areas.append(area)
+        classes.append(cls)
+    if rng.random() < 0.3:  # a thin background line in front of the objects
+        line = np.zeros((size, size), dtype=np.uint8)
+        x0, y0, x1, y1 = rng.integers(0, size, 4)
+        cv2.line(line, (int(x0), int(y0)), (int(x1), int(y1)), 1, 1)
+        line_mask = line.astype(bool)
+        image[line_mask] = rng.uniform(0, 255, 3)
+        labels[line_mask] = 0
+        instance[line_mask] = -1
+    image += rng.normal(0, 6, image.shape)
+
+    objects = []
+    for k, cls in enumerate(classes):
+        ys, xs = np.nonzero(instance == k)
+        if ys.size == 0:
+            continue
+        box = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+        objects.append(VOCObject(SYNTHETIC_CLASSES[cls], box))
+
+    # VOC marks object outlines as "ignore": a pixel whose 3x3 neighbourhood holds two classes
+    kernel = np.ones((3, 3), dtype=np.uint8)
+    boundary = cv2.dilate(labels, kernel) != cv2.erode(labels, kernel)
+    mask = labels.copy()
+    mask[boundary] = IGNORE_INDEX
+    return np.clip(np.round(image), 0, 255).astype(np.uint8), mask, objects
+
+
+def _params(num_train: int, num_val: int, image_size: int, seed: int) -> dict[str, int]:
+    return {"version": _FORMAT_VERSION, "num_train": num_train, "num_val": num_val,
+            "image_size": image_size, "seed": seed}
+
+
+def make_synthetic_voc(
+    root: str | os.PathLike,
+    num_train: int = 400,
+    num_val: int = 100,
+    image_size: int = 96,
+    seed: int = 0,
+    progress: bool = True,
+) -> Path:
+    """Generate the synthetic set under ``root`` (VOC layout) and return ``root``.
+
+    Does nothing when ``root`` already holds a complete set made with the same parameters. A set
+    made with other parameters is replaced; a non-empty directory that is not a synthetic set is
+    refused rather than written into.
+    """
+    if num_train < 1 or num_val < 0 or image_size < 16:
+        raise ValueError(f"need num_train >= 1, num_val >= 0, image_size >= 16; got {num_train}, {num_val}, {image_size}")
+    root = Path(root)
+    marker = root / "synthetic.json"
+    params = _params(num_train, num_val, image_size, seed)
+    if marker.is_file():
+        try:
+            if json.loads(marker.read_text()) == params:
+                return root
+        except json.JSONDecodeError:
+            pass
+        for name in ("JPEGImages", "SegmentationClassAug", "Annotations", "ImageSets"):
+            shutil.rmtree(root / name, ignore_errors=True)
+        marker.unlink()
+    elif root.exists() and any(root.iterdir()):
+        raise ValueError(f"{root}: not empty and not a synthetic data set (no synthetic.json); refusing to write")
+
+    for name in ("JPEGImages", "SegmentationClassAug", "Annotations", "ImageSets/Segmentation"):
+        (root / name).mkdir(parents=True, exist_ok=True)
+    (root / "classes.txt").write_text("\n".join(SYNTHETIC_CLASSES) + "\n")
+
+    splits = {"train_aug": [f"train_{i:05d}" for i in range(num_train)], "val": [f"val_{i:05d}" for i in range(num_val)]}
+    jobs = [(split, i, image_id) for split, ids in splits.items() for i, image_id in enumerate(ids)]
+    for split, i, image_id in tqdm(jobs, desc="synthetic VOC", disable=not progress):
+        rng = np.random.default_rng([seed, 0 if split == "train_aug" else 1, i])
+        image, mask, objects = render_synthetic_image(rng, image_size)
+        ok, jpg = cv2.imencode(".jpg", image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+        assert ok
+        (root / "JPEGImages" / f"{image_id}.jpg").write_bytes(jpg.tobytes())
+        write_mask_png(root / "SegmentationClassAug" / f"{image_id}.png", mask)
+        write_voc_xml(root / "Annotations" / f"{image_id}.xml", f"{image_id}.jpg", image_size, image_size,
+                      objects, folder="synthetic")
+
+    lists = root / "ImageSets" / "Segmentation"
+    lists.joinpath("train_aug.txt").write_text("".join(f"{i}\n" for i in splits["train_aug"]))
+    lists.joinpath("train.txt").write_text("".join(f"{i}\n" for i in splits["train_aug"][: max(1, num_train // 7)]))
+    lists.joinpath("val.txt").write_text("".join(f"{i}\n" for i in splits["val"]))
+    tmp = marker.with_suffix(".tmp")
+    tmp.write_text(json.dumps(params, sort_keys=True))
+    tmp.replace(marker)  # written last: its presence means the set is complete
+    return root

@@ -1,0 +1,142 @@
+"""Evaluate a checkpoint: mIoU from a confusion matrix, with and without dense-CRF refinement.
+
+    python -m emseg.evaluate --checkpoint runs/demo/checkpoint.pth [--data-root VOC] [--crf]
+
+Scores are upsampled to the image size on the network's own grid (score cell ``(i, j)`` sits on
+pixel ``(8 i, 8 j)``), the prediction is their argmax; with ``--crf`` the dense CRF refines the
+softmax of the same scores. Pixels labelled 255 are ignored. Under torchrun each process evaluates
+every ``world_size``-th image and the confusion matrices are summed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .metrics import ConfusionMatrix
+from .refine import CRFParams, crf_available, CRF, add_crf_args, crf_params_from_args, crf_refine, make_crf
+
+log = logging.getLogger("emseg")
+
+
+def upsample_scores(scores: Tensor, size: tuple[int, int], stride: int) -> Tensor:
+    """Bilinear upsampling of ``[N, C, h, w]`` scores to ``size`` that keeps score cell ``(i, j)``
+    on image pixel ``(stride*i, stride*j)``; rows/columns past the last cell repeat the edge."""
+    h, w = scores.shape[-2:]
+    H, W = size
+    up = F.interpolate(
+        scores, size=(stride * (h - 1) + 1, stride * (w - 1) + 1), mode="bilinear", align_corners=True
+    )
+    up = up[..., :H, :W]
+    pad_h, pad_w = H - up.shape[-2], W - up.shape[-1]
+    if pad_h > 0 or pad_w > 0:
+        up = F.pad(up, (0, pad_w, 0, pad_h), mode="replicate")
+    return up
+
+
+@torch.no_grad()
+def predict_batch(model: nn.Module, image: Tensor, amp: bool = False) -> Tensor:
+    """Full-resolution class scores (float32) for a normalised image batch."""
+    stride = getattr(_unwrap(model), "output_stride", 8)
+    with torch.autocast(image.device.type, dtype=torch.float16, enabled=amp and image.device.type == "cuda"):
+        scores = model(image)
+    return upsample_scores(scores.float(), tuple(image.shape[-2:]), stride)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader,
+    num_classes: int,
+    device: torch.device,
+    crf: CRF | None = None,
+    amp: bool = False,
+    progress: bool = True,
+) -> tuple[ConfusionMatrix, ConfusionMatrix | None]:
+    """Confusion matrices of the plain prediction and (when ``crf`` is given) the CRF-refined one,
+    summed over all processes."""
+    from tqdm import tqdm
+
+    model.eval()
+    cm = ConfusionMatrix(num_classes)
+    cm_crf = ConfusionMatrix(num_classes) if crf is not None else None
+    for batch in tqdm(loader, desc="eval", disable=not progress, leave=False, dynamic_ncols=True):
+        image = batch["image"].to(device, non_blocking=True)
+        logits = predict_batch(model, image, amp)
+        target = batch["mask"]
+        cm.update(target, logits.argmax(1).cpu())
+        if cm_crf is not None:
+            cm_crf.update(target, crf_refine(crf, logits.cpu(), batch["image_uint8"]))
+    cm.reduce_from_all_processes()
+    if cm_crf is not None:
+        cm_crf.reduce_from_all_processes()
+    return cm, cm_crf
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m emseg.evaluate",
+        description="Mean IoU of a trained checkpoint on a VOC-layout split (21 VOC classes, or the "
+        "classes of the data set's classes.txt), with the per-class IoU table.",
+    )
+    p.add_argument("--checkpoint", required=True, help="checkpoint written by python -m emseg.train")
+    p.add_argument("--data-root", default=None, help="VOC-layout root; default: the one the checkpoint was trained with")
+    p.add_argument("--split", default=None, help="image list name or file; default: the training run's --val-split")
+    p.add_argument("--batch-size", type=int, default=1, help="images per batch (>1 only when all images have one size)")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    p.add_argument("--device", default=None, help="cpu or cuda[:k]; default: cuda when available")
+    p.add_argument("--crf", action="store_true", help="also report the dense-CRF-refined mIoU")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images (quick checks)")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    add_crf_args(p, "the checkpoint's training run")
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    from .data import EvalTransform, VOCSegmentation, collate
+    from .train import load_model_from_checkpoint
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error("--batch-size must be >= 1")
+    if args.limit is not None and args.limit < 1:
+        parser.error("--limit must be >= 1")
+    if not Path(args.checkpoint).is_file():
+        parser.error(f"--checkpoint {args.checkpoint}: no such file")
+    if args.crf and not crf_available():
+        parser.error("--crf needs the dense CRF (emseg.crf), which this build does not have")
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model, train_args = load_model_from_checkpoint(args.checkpoint, device)
+    root = args.data_root or train_args["data_root_resolved"]
+    split = args.split or train_args["val_split"]
+    ds = VOCSegmentation(root, split, transform=EvalTransform(tuple(train_args["mean"]), tuple(train_args["std"])))
+    if args.limit is not None:
+        ds = torch.utils.data.Subset(ds, range(min(args.limit, len(ds))))
+    loader = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate)
+    crf = make_crf(crf_params_from_args(args, CRFParams(**train_args["crf"]))) if args.crf else None
+    names = list(getattr(ds, "class_names", None) or getattr(ds.dataset, "class_names"))
+    cm, cm_crf = evaluate(model, loader, len(names), device, crf, progress=not args.no_progress)
+    print(f"{split}: {len(ds)} images")
+    print(cm.table(names))
+    result = {"miou": cm.miou(), "iou": cm.iou().tolist()}
+    if cm_crf is not None:
+        print("\nwith dense CRF:")
+        print(cm_crf.table(names))
+        result["miou_crf"] = cm_crf.miou()
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Confusion matrix, IoU and the per-class table (as in torchvision's segmentation references)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+class ConfusionMatrix:
+    """Accumulates ``mat[true, pred]`` over pixels whose true label is in ``[0, num_classes)``;
+    every other label (255 = ignore) is skipped."""
+
+    def __init__(self, num_classes: int):
+        self.num_classes = num_classes
+        self.mat = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+
+    @torch.no_grad()
+    def update(self, target: Tensor, pred: Tensor) -> None:
+        n = self.num_classes
+        target = target.flatten().to(torch.int64)
+        pred = pred.flatten().to(torch.int64)
+        keep = (target >= 0) & (target < n)
+        idx = n * target[keep] + pred[keep]
+        counts = torch.bincount(idx, minlength=n * n).reshape(n, n)
+        self.mat += counts.to(self.mat.device)
+
+    def reduce_from_all_processes(self) -> None:
+        """Sum the matrices of all DDP processes (a no-op without torch.distributed)."""
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            mat = self.mat.to(_dist_device())
+            dist.all_reduce(mat)
+            self.mat = mat.cpu()
+
+    def iou(self) -> Tensor:
+        """Per-class IoU as float64; NaN for a class absent from both target and prediction."""
+        mat = self.mat.double()
+        tp = mat.diag()
+        union = mat.sum(0) + mat.sum(1) - tp
+        return tp / union  # 0/0 -> NaN: the class is left out of the mean
+
+    def miou(self) -> float:
+        return float(torch.nanmean(self.iou()))
+
+    def pixel_accuracy(self) -> float:
+        total = self.mat.sum()
+        return float(self.mat.diag().sum() / total) if total > 0 else float("nan")
+
+    def table(self, class_names: list[str] | None = None) -> str:
+        """A readable per-class IoU table in percent, ending with the mean."""
+        return format_iou_table(self.iou(), class_names, self.pixel_accuracy())
+
+
+def format_iou_table(iou: Tensor, class_names: list[str] | None = None, pixel_acc: float | None = None) -> str:
+    names = list(class_names) if class_names else [str(i) for i in range(len(iou))]
+    width = max(len("mean IoU"), *(len(n) for n in names))
+    lines = [f"{'class':<{width}}  IoU %", f"{'-' * width}  -----"]
+    for name, v in zip(names, iou.tolist()):
+        lines.append(f"{name:<{width}}  " + ("  n/a" if v != v else f"{100 * v:5.1f}"))
+    lines.append(f"{'-' * width}  -----")
+    lines.append(f"{'mean IoU':<{width}}  {100 * float(torch.nanmean(iou)):5.1f}")
+    if pixel_acc is not None:
+        lines.append(f"{'pixel acc':<{width}}  {100 * pixel_acc:5.1f}")
+    return "\n".join(lines)
+
+
+def _dist_device() -> torch.device:
+    import torch.distributed as dist
+
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
