@@ -40,7 +40,7 @@ class EStepConfig:
     suppress_absent: bool = False  #: EM-Fixed: leave absent classes out of the argmax
     fg_portion: float = 0.2  #: EM-Adapt rho_fg
     bg_portion: float = 0.4  #: EM-Adapt rho_bg
-    max_sweeps: int = 100  #: EM-Adapt bound on bias sweeps
+    max_iter: int = 100000  #: EM-Adapt bound on solver iterations (sweeps and chain steps)
     center_portion: float = ops.CENTER_PORTION  #: Bbox-Seg: share of a box fixed as foreground
     seg_box_prob: float = 0.6  #: Bbox-Seg prior: probability of the box's class inside the box
 
@@ -84,7 +84,7 @@ def estep_em_fixed(scores: Tensor, batch: dict, cfg: EStepConfig, stride: int) -
 
 
 def estep_em_adapt(scores: Tensor, batch: dict, cfg: EStepConfig, stride: int) -> Tensor:
-    labels, _ = ops.em_adapt(scores, batch["labels"], cfg.fg_portion, cfg.bg_portion, cfg.max_sweeps)
+    labels, _ = ops.em_adapt(scores, batch["labels"], cfg.fg_portion, cfg.bg_portion, cfg.max_iter)
     return labels
 
 
