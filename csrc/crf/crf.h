@@ -19,6 +19,24 @@ namespace crf {
 
 constexpr int kMaxKernels = 2;
 
+#if !defined(__CUDA_ARCH__)
+// Cephes' expf core for a float or a float vector (the host paths below): n = round(x / ln 2) by
+// the 1.5 * 2^23 trick (no SSE4.1 rounding needed), and the polynomial of exp(x - n ln 2).
+// exp(x) = result * 2^n.
+template <typename V>
+inline V exp_mantissa(V x, V* n_out) {
+  const V n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  const V r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  V p = r * 1.9875691500e-4f + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  *n_out = n;
+  return p * r * r + r + 1.0f;
+}
+#endif
+
 // exp(x) to within 2 ulp for x in [-80, 88], 0 below -80 (skipping denormals, whose arithmetic
 // is slow on x86 and which no probability needs). Host: Cephes' polynomial in plain arithmetic so
 // the W-lane loops below vectorise (libm's expf is a call per element); device: expf.
@@ -29,16 +47,8 @@ EMSEG_HD float exp_approx(float x) {
   // Comparisons, not fminf/fmaxf: those are library calls that stop the loop vectorising.
   float xc = x < -80.0f ? -80.0f : x;
   xc = xc > 88.0f ? 88.0f : xc;
-  // n = round(x / ln 2) by the 1.5 * 2^23 trick (no SSE4.1 rounding needed).
-  const float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  const float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
+  float n;
+  const float p = exp_mantissa(xc, &n);
   const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
   float scale;
   memcpy(&scale, &bits, sizeof(scale));
@@ -53,15 +63,8 @@ inline lattice::vf4 exp_approx4(lattice::vf4 x) {
   using lattice::vf4_set;
   vf4 xc = x < vf4_set(-80.0f) ? vf4_set(-80.0f) : x;
   xc = xc > vf4_set(88.0f) ? vf4_set(88.0f) : xc;
-  const vf4 n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  const vf4 r = xc - n * 0.693359375f + n * 2.12194440e-4f;
-  vf4 p = vf4_set(1.9875691500e-4f);
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
+  vf4 n;
+  const vf4 p = exp_mantissa(xc, &n);
   const lattice::vi4 bits = (__builtin_convertvector(n, lattice::vi4) + 127) << 23;
   const vf4 y = p * (vf4)bits;  // vector cast: reinterprets the bits
   return x < vf4_set(-80.0f) ? vf4_set(0.0f) : y;
