@@ -188,14 +188,6 @@ def _boxes_to_labels_fake(boxes, height, width, fill=0):
     return boxes.new_empty((boxes.shape[0], height, width), dtype=torch.int64)
 
 
-def _check_same_device(op, name, tensor, ref, ref_name):
-    # A meta tensor among the inputs dispatches here, not to the binding: repeat its device check.
-    torch._check(
-        tensor.device == ref.device,
-        lambda: f"{op}: {name} must be on the same device as {ref_name} ({ref.device}), got {tensor.device}",
-    )
-
-
 @torch.library.register_fake("emseg::bbox_em_fixed")
 def _bbox_em_fixed_fake(scores, boxes, fg_bias=5.0, bg_bias=3.0, suppress_absent=False):
     _check_same_device("bbox_em_fixed", "boxes", boxes, scores, "scores")

@@ -1,7 +1,6 @@
 """Box operators (boxes_to_labels, bbox_em_fixed, center_prior) against the NumPy references in
 reference_estep.py."""
 
-import math
 
 import numpy as np
 import pytest
