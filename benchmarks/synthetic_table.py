@@ -48,23 +48,16 @@ def main() -> None:
     p.add_argument("--iterations", type=int, default=None, help="iterations per run (default: the synthetic preset's)")
     p.add_argument("--seed", type=int, default=0, help="seed of every run")
     p.add_argument("--only", nargs="*", default=None, help="run names to run (default: all)")
-    p.add_argument("--crf", action="store_true", help="also evaluate with the dense CRF (needs emseg.crf)")
+    p.add_argument("--crf", action="store_true", help="also evaluate with the dense CRF")
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="further flags for every python -m emseg.train run")
     args = p.parse_args()
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from emseg.refine import crf_available
-
-    have_crf = crf_available()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = {}
     for label, mode, strong, only in SETTINGS:
         name = run_name(mode, strong, only)
         if args.only and name not in args.only:
-            continue
-        if mode == "bbox-seg" and not have_crf:
-            results[name] = {"label": label.format(n=strong), "skipped": "needs the dense CRF (emseg.crf)"}
             continue
         run_dir = out / name
         summary_file = run_dir / "summary.json"
@@ -81,7 +74,7 @@ def main() -> None:
                 argv += ["--train-split", str(lst.resolve())]
             elif strong:
                 argv += ["--strong", str(strong)]
-            if args.crf and have_crf:
+            if args.crf:
                 argv += ["--eval-crf"]
             argv += args.extra
             t0 = time.time()
@@ -94,7 +87,7 @@ def main() -> None:
                 continue
             print(f"   done in {time.time() - t0:.0f} s", flush=True)
         s = json.loads(summary_file.read_text())
-        if args.crf and have_crf and s.get("miou_crf") is None:
+        if args.crf and s.get("miou_crf") is None:
             # a run finished without the CRF: evaluate its checkpoint with it now
             proc = subprocess.run([sys.executable, "-m", "emseg.evaluate", "--checkpoint", s["checkpoint"],
                                    "--crf", "--no-progress", "--workers", "0"], capture_output=True, text=True)

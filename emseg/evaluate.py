@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .metrics import ConfusionMatrix
-from .refine import CRFParams, crf_available, CRF, add_crf_args, crf_params_from_args, crf_refine, make_crf
+from .refine import CRFParams, CRF, add_crf_args, crf_params_from_args, crf_refine, make_crf
 
 log = logging.getLogger("emseg")
 
@@ -114,8 +114,6 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error("--limit must be >= 1")
     if not Path(args.checkpoint).is_file():
         parser.error(f"--checkpoint {args.checkpoint}: no such file")
-    if args.crf and not crf_available():
-        parser.error("--crf needs the dense CRF (emseg.crf), which this build does not have")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, train_args = load_model_from_checkpoint(args.checkpoint, device)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .refine import CRFParams, crf_available, add_crf_args, crf_params_from_args, crf_refine, make_crf
+from .refine import CRFParams, add_crf_args, crf_params_from_args, crf_refine, make_crf
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -117,8 +117,6 @@ def main(argv: list[str] | None = None) -> list[Path]:
         parser.error(f"--input {src}: no such file or folder")
     if not Path(args.checkpoint).is_file():
         parser.error(f"--checkpoint {args.checkpoint}: no such file")
-    if args.crf and not crf_available():
-        parser.error("--crf needs the dense CRF (emseg.crf), which this build does not have")
     files = [src] if src.is_file() else sorted(f for f in src.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         parser.error(f"--input {src}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")

@@ -1,7 +1,7 @@
 """Dense-CRF hook shared by Bbox-Seg label estimation, evaluation and prediction.
 
-The trainer and the CLIs never import a CRF directly: they call :func:`make_crf`, the one place
-that knows where the dense CRF lives. A CRF here is any callable
+The trainer and the CLIs build their CRF with :func:`make_crf` from :class:`CRFParams` (set by the
+``--crf-*`` flags). A CRF here is any callable
 
     crf(unary [N, L, H, W] float32 = -log p, image [N, 3, H, W] uint8) -> Q [N, L, H, W]
 
@@ -18,6 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .crf import DenseCRF
+from .ops import CRF_DEFAULTS
+
 CRF = Callable[[Tensor, Tensor], Tensor]
 
 
@@ -25,40 +28,21 @@ CRF = Callable[[Tensor, Tensor], Tensor]
 class CRFParams:
     """Fully connected CRF parameters (names as in DeepLab's CRF tool and pydensecrf).
 
-    Defaults: DeepLab-v1 LargeFOV on PASCAL VOC (see notes/paper.md; to be re-tuned on a held-out
-    set for other data, as the paper did).
+    Defaults: DeepLab-v1 LargeFOV on PASCAL VOC (:data:`emseg.ops.CRF_DEFAULTS`; to be re-tuned
+    on a held-out set for other data, as the paper did).
     """
 
-    bi_w: float = 4.0
-    bi_xy_std: float = 121.0
-    bi_rgb_std: float = 5.0
-    pos_w: float = 3.0
-    pos_xy_std: float = 3.0
-    iterations: int = 10
-
-
-class CRFUnavailable(RuntimeError):
-    """Raised when a CRF is asked for but emseg.crf is not part of this build."""
+    bi_w: float = CRF_DEFAULTS["bi_w"]
+    bi_xy_std: float = CRF_DEFAULTS["bi_xy_std"]
+    bi_rgb_std: float = CRF_DEFAULTS["bi_rgb_std"]
+    pos_w: float = CRF_DEFAULTS["pos_w"]
+    pos_xy_std: float = CRF_DEFAULTS["pos_xy_std"]
+    iterations: int = CRF_DEFAULTS["iterations"]
 
 
 def make_crf(params: CRFParams) -> CRF:
-    """The dense CRF as a callable, built from ``params``; imports :mod:`emseg.crf` lazily."""
-    try:
-        from emseg.crf import DenseCRF  # noqa: PLC0415  (optional until the CRF branch lands)
-    except ImportError as exc:
-        raise CRFUnavailable(
-            "the dense CRF (emseg.crf) is not available in this build; run without --crf / use a "
-            f"mode other than bbox-seg ({exc})"
-        ) from None
+    """The dense CRF as a callable, built from ``params``."""
     return DenseCRF(**asdict(params))
-
-
-def crf_available() -> bool:
-    try:
-        import emseg.crf  # noqa: F401, PLC0415
-    except ImportError:
-        return False
-    return True
 
 
 def add_crf_args(parser: argparse.ArgumentParser, default_from: str = "the preset") -> None:

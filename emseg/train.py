@@ -18,7 +18,6 @@ import csv
 import hashlib
 import json
 import logging
-import math
 import os
 import random
 import sys
@@ -35,7 +34,7 @@ from torch import nn
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .estep import IGNORE, MODES, EStepConfig, get_mode, make_targets
 from .models import MODELS, build_model
-from .refine import CRFParams, add_crf_args, crf_available, crf_params_from_args, make_crf
+from .refine import CRFParams, add_crf_args, crf_params_from_args, make_crf
 
 log = logging.getLogger("emseg")
 
@@ -241,9 +240,6 @@ def config_from_args(argv: list[str] | None = None) -> TrainConfig:
         err(f"--data-root {a.data_root}: no such folder")
     if not a.data_root and min(a.synthetic_train, a.synthetic_val, a.synthetic_size) < 1:
         err("--synthetic-train, --synthetic-val and --synthetic-size must be >= 1")
-    if (get_mode(a.mode).needs_crf or a.eval_crf) and not crf_available():
-        what = "--mode bbox-seg" if get_mode(a.mode).needs_crf else "--eval-crf"
-        err(f"{what} needs the dense CRF (emseg.crf), which this build does not have")
     if a.device and a.device.startswith("cuda") and not torch.cuda.is_available():
         err(f"--device {a.device}: CUDA is not available here")
     return TrainConfig(

@@ -115,22 +115,7 @@ def test_cli_bad_flags(module, argv, message, capsys):
     assert exc.value.code == 2 and message in capsys.readouterr().err
 
 
-def test_crf_flag_without_the_crf(checkpoint, capsys, monkeypatch):
-    import emseg.evaluate as ev
-    import emseg.predict as pr
-
-    for mod, extra in ((ev, []), (pr, ["--input", ".", "--output", "o"])):
-        monkeypatch.setattr(mod, "crf_available", lambda: False)
-        with pytest.raises(SystemExit):
-            mod.main(["--checkpoint", str(checkpoint[0]), "--crf", *extra])
-        assert "needs the dense CRF" in capsys.readouterr().err
-
-
 def test_evaluate_cli_with_the_dense_crf(checkpoint, capsys):
-    from emseg.refine import crf_available
-
-    if not crf_available():
-        pytest.skip("emseg.crf is not part of this build")
     result = evaluate_main(["--checkpoint", str(checkpoint[0]), "--workers", "0", "--no-progress", "--crf"])
     assert "with dense CRF" in capsys.readouterr().out
     assert 0.0 <= result["miou_crf"] <= 1.0

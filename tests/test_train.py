@@ -137,16 +137,6 @@ def test_bad_flags(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_crf_flags_need_the_crf(capsys, monkeypatch):
-    import emseg.train as train_mod
-
-    monkeypatch.setattr(train_mod, "crf_available", lambda: False)
-    for argv in (["--mode", "bbox-seg"], ["--eval-crf"]):
-        with pytest.raises(SystemExit):
-            config_from_args(argv)
-        assert "needs the dense CRF" in capsys.readouterr().err
-
-
 def test_presets():
     cfg = config_from_args([])
     assert (cfg.preset, cfg.model, cfg.mode) == ("synthetic", "small", "bbox-rect")
@@ -177,7 +167,6 @@ def test_fixed_labels_are_cached_and_bbox_seg_uses_the_crf(synthetic, tmp_path, 
             return torch.softmax(-unary, 1)
         return crf
 
-    monkeypatch.setattr(train_mod, "crf_available", lambda: True)
     monkeypatch.setattr(train_mod, "make_crf", stand_in)
     common = {"--mode": "bbox-seg", "--iterations": 2, "--strong": 16}
     train_main(base_args(synthetic, tmp_path / "a", **common))
