@@ -686,7 +686,9 @@ def train(cfg: TrainConfig) -> dict:
 
     net.train()
     t0 = time.time()
-    running, n_run = 0.0, 0
+    # The running loss stays on the device (float64, as a Python float would sum it): reading it
+    # back every step would synchronise the GPU each iteration; it is read at log time only.
+    running, n_run = torch.zeros((), dtype=torch.float64, device=device), 0
     data_iter = iter(loader)
     bar = tqdm(total=cfg.iterations, initial=start, desc=f"train {mode.name}", disable=not (cfg.progress and info.main), dynamic_ncols=True)
     end = cfg.iterations if cfg.stop_after is None else min(cfg.iterations, start + cfg.stop_after)
@@ -702,17 +704,19 @@ def train(cfg: TrainConfig) -> dict:
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
-        running += float(loss.detach()) / info.world_size
+        running += loss.detach().double() / info.world_size
         n_run += 1
         bar.update(1)
         done = it + 1
         if done % cfg.log_interval == 0 or done == cfg.iterations:
             lr = optimizer.param_groups[0]["lr"]
-            bar.set_postfix(loss=f"{running / n_run:.3f}", lr=f"{lr:.2e}")
+            mean_loss = float(running) / n_run
+            bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{lr:.2e}")
             if not (cfg.progress and info.main):
-                log.info(f"it {done}/{cfg.iterations}  loss {running / n_run:.4f}  lr {lr:.2e}")
-            metrics.write(iteration=done, loss=running / n_run, lr=lr, seconds=round(time.time() - t0, 2))
-            running, n_run = 0.0, 0
+                log.info(f"it {done}/{cfg.iterations}  loss {mean_loss:.4f}  lr {lr:.2e}")
+            metrics.write(iteration=done, loss=mean_loss, lr=lr, seconds=round(time.time() - t0, 2))
+            running.zero_()
+            n_run = 0
         if done % cfg.checkpoint_interval == 0 or done == end:
             checkpoint(done)
     bar.close()
