@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 import torch
 
-import emseg
 from emseg.ops import CRF_DEFAULTS, dense_crf
+
+from benchutil import DEVICES
 
 try:
     import pydensecrf.densecrf as dcrf
@@ -135,13 +136,6 @@ def test_pydensecrf(benchmark, scale):
     _REFERENCE.setdefault((h, w), q)  # emseg's runs are checked against this
 
 
-DEVICES = [
-    "cpu",
-    pytest.param(
-        "cuda",
-        marks=pytest.mark.skipif(not emseg.cuda_available(), reason="CUDA kernels or GPU not available"),
-    ),
-]
 
 
 @pytest.mark.parametrize("scale", SCALES)

@@ -22,6 +22,7 @@ if str(TESTS) not in sys.path:
 
 CUDA_SKIP_REASON = "CUDA kernels not built or no GPU visible (emseg.cuda_available() is False)"
 requires_cuda = pytest.mark.skipif(not emseg.cuda_available(), reason=CUDA_SKIP_REASON)
+DEVICES = ["cpu", pytest.param("cuda", marks=requires_cuda)]
 
 
 def synchronized(fn, device):

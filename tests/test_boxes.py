@@ -274,15 +274,17 @@ def test_center_prior_checks():
 # ---- opcheck, input checks, devices -------------------------------------------------------------
 
 
-def test_opcheck_boxes_to_labels():
-    boxes = random_boxes(3, 4, 9, 11, 5, 1)
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck_boxes_to_labels(device):
+    boxes = random_boxes(3, 4, 9, 11, 5, 1).to(device)
     torch.library.opcheck(torch.ops.emseg.boxes_to_labels.default, (boxes, 9, 11, 0))
     torch.library.opcheck(torch.ops.emseg.boxes_to_labels.default, (boxes.double(), 1, 7, -1))
 
 
-def test_opcheck_bbox_em_fixed():
-    scores = random_scores((3, 5, 9, 11), 1)
-    boxes = random_boxes(3, 4, 9, 11, 5, 1)
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck_bbox_em_fixed(device):
+    scores = random_scores((3, 5, 9, 11), 1).to(device)
+    boxes = random_boxes(3, 4, 9, 11, 5, 1).to(device)
     torch.library.opcheck(torch.ops.emseg.bbox_em_fixed.default, (scores, boxes, 5.0, 3.0, False))
     torch.library.opcheck(torch.ops.emseg.bbox_em_fixed.default, (scores, boxes, 1.0, 0.5, True))
 

@@ -17,14 +17,8 @@ import emseg.crf
 from emseg.ops import CRF_DEFAULTS, dense_crf, permutohedral_filter
 
 import reference_crf as ref
+from conftest import DEVICES
 
-DEVICES = [
-    "cpu",
-    pytest.param(
-        "cuda",
-        marks=pytest.mark.skipif(not emseg.cuda_available(), reason="CUDA kernels or GPU not available"),
-    ),
-]
 
 try:
     import pydensecrf.densecrf as dcrf

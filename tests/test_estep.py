@@ -293,14 +293,16 @@ def sample_inputs(device="cpu"):
     return scores, present
 
 
-def test_opcheck_em_fixed():
-    scores, present = sample_inputs()
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck_em_fixed(device):
+    scores, present = sample_inputs(device)
     torch.library.opcheck(torch.ops.emseg.em_fixed.default, (scores, present, 5.0, 3.0, False))
     torch.library.opcheck(torch.ops.emseg.em_fixed.default, (scores, present, 1.0, 0.5, True))
 
 
-def test_opcheck_em_adapt():
-    scores, present = sample_inputs()
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck_em_adapt(device):
+    scores, present = sample_inputs(device)
     torch.library.opcheck(torch.ops.emseg.em_adapt.default, (scores, present, 0.2, 0.4, 100000))
 
 

@@ -9,15 +9,9 @@ import torch
 import emseg
 from emseg.ops import permutohedral_filter
 
+from conftest import DEVICES
 from reference_crf import gaussian_filter
 
-DEVICES = [
-    "cpu",
-    pytest.param(
-        "cuda",
-        marks=pytest.mark.skipif(not emseg.cuda_available(), reason="CUDA kernels or GPU not available"),
-    ),
-]
 
 # Approximation error of the normalised lattice filter against exact Gaussian filtering, for P = 400
 # points uniform in a cube of side 2 (standard deviations), values = a smooth signal and unit white
