@@ -1,8 +1,8 @@
 """Typed wrappers over ``torch.ops.emseg.*`` and their fake (meta) kernels.
 
 Every operator validates its inputs in the native binding and raises ``RuntimeError`` with a message
-naming the argument; the fake kernels below describe output shapes so ``torch.compile`` and
-``torch.library.opcheck`` can trace the ops without running them.
+naming the argument. Each wrapper is followed by its op's fake (meta) kernel, which describes the
+output shapes so ``torch.compile`` and ``torch.library.opcheck`` can trace the op without running it.
 
 Conventions shared by all ops:
 
@@ -39,6 +39,27 @@ __all__ = [
 #: Share of a box's pixels that Bbox-Seg fixes as foreground around the box centre (paper: 20%).
 CENTER_PORTION = 0.2
 
+#: Dense-CRF parameters of DeepLab-CRF-LargeFOV on PASCAL VOC (the model of Papandreou et al.):
+#: Potts weights and standard deviations in pixels / intensity levels, 10 mean-field iterations.
+CRF_DEFAULTS = {
+    "pos_w": 3.0,
+    "pos_xy_std": 3.0,
+    "bi_w": 4.0,
+    "bi_xy_std": 121.0,
+    "bi_rgb_std": 5.0,
+    "iterations": 10,
+}
+
+
+def _check_same_device(op: str, name: str, tensor: Tensor, reference: Tensor, ref_name: str):
+    """The device check of the native bindings, for the fake kernels: a meta tensor mixed with a
+    real one dispatches to the fake kernel, not to the native one."""
+    torch._check(
+        tensor.device == reference.device,
+        lambda: f"{op}: {name} must be on the same device as {ref_name} "
+        f"({reference.device}), got {tensor.device}",
+    )
+
 
 def em_fixed(
     scores: Tensor,
@@ -57,6 +78,18 @@ def em_fixed(
     Returns int64 labels ``[N, H, W]``.
     """
     return torch.ops.emseg.em_fixed(scores, present, fg_bias, bg_bias, suppress_absent)
+
+
+def _label_map_fake(op: str, name: str, tensor: Tensor, scores: Tensor) -> Tensor:
+    """Fake result of an E-step on ``scores`` that also reads ``tensor``: labels ``[N, H, W]``."""
+    _check_same_device(op, name, tensor, scores, "scores")
+    n, _, h, w = scores.shape
+    return scores.new_empty((n, h, w), dtype=torch.int64)
+
+
+@torch.library.register_fake("emseg::em_fixed")
+def _em_fixed_fake(scores, present, fg_bias=5.0, bg_bias=3.0, suppress_absent=False):
+    return _label_map_fake("em_fixed", "present", present, scores)
 
 
 def em_adapt(
@@ -103,6 +136,16 @@ def em_adapt(
     return torch.ops.emseg.em_adapt(scores, present, fg_portion, bg_portion, max_iter)
 
 
+@torch.library.register_fake("emseg::em_adapt")
+def _em_adapt_fake(scores, present, fg_portion=0.2, bg_portion=0.4, max_iter=100000):
+    _check_same_device("em_adapt", "present", present, scores, "scores")
+    n, c, h, w = scores.shape
+    return (
+        scores.new_empty((n, h, w), dtype=torch.int64),
+        scores.new_empty((n, c), dtype=torch.float64),
+    )
+
+
 def boxes_to_labels(boxes: Tensor, height: int, width: int, fill: int = 0) -> Tensor:
     """Bbox-Rect labels: every pixel in a box takes its class; overlaps go to the smallest box.
 
@@ -111,6 +154,11 @@ def boxes_to_labels(boxes: Tensor, height: int, width: int, fill: int = 0) -> Te
     Returns int64 ``[N, height, width]``.
     """
     return torch.ops.emseg.boxes_to_labels(boxes, height, width, fill)
+
+
+@torch.library.register_fake("emseg::boxes_to_labels")
+def _boxes_to_labels_fake(boxes, height, width, fill=0):
+    return boxes.new_empty((boxes.shape[0], height, width), dtype=torch.int64)
 
 
 def bbox_em_fixed(
@@ -127,6 +175,11 @@ def bbox_em_fixed(
     the argmax). Pixels outside every box are background. Returns int64 ``[N, H, W]``.
     """
     return torch.ops.emseg.bbox_em_fixed(scores, boxes, fg_bias, bg_bias, suppress_absent)
+
+
+@torch.library.register_fake("emseg::bbox_em_fixed")
+def _bbox_em_fixed_fake(scores, boxes, fg_bias=5.0, bg_bias=3.0, suppress_absent=False):
+    return _label_map_fake("bbox_em_fixed", "boxes", boxes, scores)
 
 
 def center_prior(
@@ -154,62 +207,7 @@ def center_prior(
 
 
 # ---------------------------------------------------------------------------------------------
-# Fake kernels: shapes and dtypes, plus the device check the native bindings make (a meta tensor
-# mixed with a real one dispatches here, not to the native kernel).
-
-
-def _check_same_device(op: str, name: str, tensor: Tensor, reference: Tensor, ref_name: str):
-    torch._check(
-        tensor.device == reference.device,
-        lambda: f"{op}: {name} must be on the same device as {ref_name} "
-        f"({reference.device}), got {tensor.device}",
-    )
-
-
-@torch.library.register_fake("emseg::em_fixed")
-def _em_fixed_fake(scores, present, fg_bias=5.0, bg_bias=3.0, suppress_absent=False):
-    _check_same_device("em_fixed", "present", present, scores, "scores")
-    n, _, h, w = scores.shape
-    return scores.new_empty((n, h, w), dtype=torch.int64)
-
-
-@torch.library.register_fake("emseg::em_adapt")
-def _em_adapt_fake(scores, present, fg_portion=0.2, bg_portion=0.4, max_iter=100000):
-    _check_same_device("em_adapt", "present", present, scores, "scores")
-    n, c, h, w = scores.shape
-    return (
-        scores.new_empty((n, h, w), dtype=torch.int64),
-        scores.new_empty((n, c), dtype=torch.float64),
-    )
-
-
-@torch.library.register_fake("emseg::boxes_to_labels")
-def _boxes_to_labels_fake(boxes, height, width, fill=0):
-    return boxes.new_empty((boxes.shape[0], height, width), dtype=torch.int64)
-
-
-@torch.library.register_fake("emseg::bbox_em_fixed")
-def _bbox_em_fixed_fake(scores, boxes, fg_bias=5.0, bg_bias=3.0, suppress_absent=False):
-    _check_same_device("bbox_em_fixed", "boxes", boxes, scores, "scores")
-    _check_same_device("bbox_em_fixed", "boxes", boxes, scores, "scores")
-    n, _, h, w = scores.shape
-    return scores.new_empty((n, h, w), dtype=torch.int64)
-
-
-
-# ---------------------------------------------------------------------------------------------
 # Permutohedral lattice and dense CRF (csrc/lattice, csrc/crf).
-
-#: Dense-CRF parameters of DeepLab-CRF-LargeFOV on PASCAL VOC (the model of Papandreou et al.):
-#: Potts weights and standard deviations in pixels / intensity levels, 10 mean-field iterations.
-CRF_DEFAULTS = {
-    "pos_w": 3.0,
-    "pos_xy_std": 3.0,
-    "bi_w": 4.0,
-    "bi_xy_std": 121.0,
-    "bi_rgb_std": 5.0,
-    "iterations": 10,
-}
 
 
 def permutohedral_filter(values: Tensor, features: Tensor, normalize: bool = True) -> Tensor:
@@ -232,6 +230,11 @@ def permutohedral_filter(values: Tensor, features: Tensor, normalize: bool = Tru
     the bounds). Returns a float32 tensor shaped like ``values``.
     """
     return torch.ops.emseg.permutohedral_filter(values, features, normalize)
+
+
+@torch.library.register_fake("emseg::permutohedral_filter")
+def _permutohedral_filter_fake(values, features, normalize=True):
+    return values.new_empty(values.shape)
 
 
 def _pair(x, n: int, name: str) -> list[float]:
@@ -307,11 +310,8 @@ def dense_crf(
     )
 
 
-@torch.library.register_fake("emseg::permutohedral_filter")
-def _permutohedral_filter_fake(values, features, normalize=True):
-    return values.new_empty(values.shape)
-
-
 @torch.library.register_fake("emseg::dense_crf")
 def _dense_crf_fake(unary, image, compat, pos_std, bi_std, iterations=10, sizes=None, logits=False):
     return unary.new_empty(unary.shape)
+
+
