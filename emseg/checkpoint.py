@@ -1,4 +1,5 @@
-"""Atomic checkpoints holding everything needed to resume exactly, loadable with weights_only.
+"""Atomic checkpoints holding everything needed to resume exactly, loadable with weights_only, and
+the network of a training checkpoint.
 
 ``torch.load(weights_only=True)`` accepts tensors and plain containers of str/int/float/bool/None,
 so the NumPy and Python RNG states are stored as tensors and lists rather than as their native
@@ -15,6 +16,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+
+from .models import build_model
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
@@ -72,3 +76,12 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_model_from_checkpoint(path: str | os.PathLike, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
+    """The network of a training checkpoint (eval mode) and the run's arguments."""
+    ckpt = load_checkpoint(path)
+    args = ckpt["args"]
+    model = build_model(args["model"], ckpt["num_classes"], width=args["width"], dropout=args.get("dropout"))
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), args

@@ -1,6 +1,13 @@
-"""Dense CRF: a batched torch module and a drop-in for pydensecrf's ``DenseCRF2D``.
+"""Dense CRF: a batched torch module, its settings as a config record, and a drop-in for
+pydensecrf's ``DenseCRF2D``.
 
-Both run :func:`emseg.ops.dense_crf` (mean-field inference on permutohedral lattices, CPU or CUDA).
+All run :func:`emseg.ops.dense_crf` (mean-field inference on permutohedral lattices, CPU or CUDA).
+The trainer and the CLIs build their CRF with :func:`make_crf` from :class:`CRFParams`. A CRF there
+is any callable
+
+    crf(unary [N, L, H, W] float32 = -log p, image [N, 3, H, W] uint8) -> Q [N, L, H, W]
+
+(``Q`` are the mean-field marginals), so tests can pass a stand-in.
 
 Switching from pydensecrf::
 
@@ -16,7 +23,9 @@ Switching from pydensecrf::
 
 from __future__ import annotations
 
+from dataclasses import asdict, field, make_dataclass
 from numbers import Number
+from typing import Callable
 
 import numpy as np
 import torch
@@ -26,6 +35,9 @@ from . import ops
 from .ops import CRF_DEFAULTS
 
 __all__ = [
+    "CRF",
+    "CRFParams",
+    "make_crf",
     "DenseCRF",
     "DenseCRF2D",
     "CONST_KERNEL",
@@ -40,6 +52,17 @@ __all__ = [
 # pydensecrf's enum values, so code passing them keeps working; only the defaults are supported.
 CONST_KERNEL, DIAG_KERNEL, FULL_KERNEL = 0, 1, 2
 NO_NORMALIZATION, NORMALIZE_BEFORE, NORMALIZE_AFTER, NORMALIZE_SYMMETRIC = 0, 1, 2, 3
+
+CRF = Callable[[Tensor, Tensor], Tensor]
+
+# A field per entry of CRF_DEFAULTS, so the defaults have one home.
+CRFParams = make_dataclass(
+    "CRFParams", [(name, type(value), field(default=value)) for name, value in CRF_DEFAULTS.items()]
+)
+CRFParams.__module__ = __name__
+CRFParams.__doc__ = """Fully connected CRF parameters (names as in DeepLab's CRF tool and pydensecrf), as a
+run stores them. Defaults: DeepLab-v1 LargeFOV on PASCAL VOC (:data:`emseg.ops.CRF_DEFAULTS`; to be
+re-tuned on a held-out set for other data, as the paper did)."""
 
 
 class DenseCRF(nn.Module):
@@ -102,6 +125,11 @@ class DenseCRF(nn.Module):
             f"bi_rgb_std={float(self.bi_rgb_std)}, iterations={self.iterations}, "
             f"compat={'Potts' if self.compat is None else 'matrix'}, unary_kind={self.unary_kind}"
         )
+
+
+def make_crf(params: CRFParams) -> CRF:
+    """The dense CRF as a callable, built from ``params``."""
+    return DenseCRF(**asdict(params))
 
 
 def _label_compat(compat, num_labels: int) -> Tensor:

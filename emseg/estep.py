@@ -28,7 +28,9 @@ from torch import Tensor
 
 from . import ops
 
-IGNORE = 255
+#: The label of pixels that neither the loss nor the metrics count (VOC's object borders, padding,
+#: score cells outside the image).
+IGNORE_INDEX = 255
 
 
 @dataclass
@@ -57,7 +59,7 @@ def downsample_mask(mask: Tensor, size: tuple[int, int], stride: int) -> Tensor:
     sub = mask[:, ::stride, ::stride][:, :h, :w]
     if sub.shape[-2:] == (h, w):
         return sub.contiguous()
-    out = sub.new_full((mask.shape[0], h, w), IGNORE)
+    out = sub.new_full((mask.shape[0], h, w), IGNORE_INDEX)
     out[:, : sub.shape[1], : sub.shape[2]] = sub
     return out
 
@@ -164,11 +166,18 @@ class Mode:
     """A training mode: which annotation the weak images need and how targets are made."""
 
     name: str
-    needs: str  #: "mask", "labels" (image-level) or "boxes"
+    needs: str  #: "mask" (every image is strong), "labels" (image-level) or "boxes"
     online: Callable[[Tensor, dict, EStepConfig, int], Tensor] | None = None
     fixed: Callable[..., Tensor] | None = None
     needs_crf: bool = False
+    #: the EStepConfig fields the fixed labels depend on (with the CRF's parameters when needs_crf)
+    fixed_params: tuple[str, ...] = ()
     summary: str = ""
+
+    @property
+    def fully_supervised(self) -> bool:
+        """Every image trains on its mask: there are no weak images and no strong subset."""
+        return self.needs == "mask"
 
 
 MODES: dict[str, Mode] = {
@@ -178,7 +187,8 @@ MODES: dict[str, Mode] = {
         Mode("em-fixed", "labels", online=estep_em_fixed, summary="EM-Fixed: fixed bg/fg biases on present classes"),
         Mode("em-adapt", "labels", online=estep_em_adapt, summary="EM-Adapt: adaptive biases, minimum share per present class"),
         Mode("bbox-rect", "boxes", fixed=fixed_bbox_rect, summary="Bbox-Rect: box interiors as labels, fixed before training"),
-        Mode("bbox-seg", "boxes", fixed=fixed_bbox_seg, needs_crf=True, summary="Bbox-Seg: CRF segmentation of each box, fixed before training"),
+        Mode("bbox-seg", "boxes", fixed=fixed_bbox_seg, needs_crf=True,
+             fixed_params=("center_portion", "seg_box_prob"), summary="Bbox-Seg: CRF segmentation of each box, fixed before training"),
         Mode("bbox-em-fixed", "boxes", online=estep_bbox_em_fixed, summary="Bbox-EM-Fixed: EM-Fixed boosting classes inside their boxes"),
     )
 }

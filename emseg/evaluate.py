@@ -16,37 +16,17 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
+from tqdm import tqdm
 
+from .checkpoint import load_model_from_checkpoint
+from .config import add_crf_args, crf_params_from_args
+from .crf import CRF, CRFParams, make_crf
+from .data import EvalTransform, VOCSegmentation, collate
+from .inference import crf_refine, predict_batch
 from .metrics import ConfusionMatrix
-from .refine import CRFParams, CRF, add_crf_args, crf_params_from_args, crf_refine, make_crf
 
 log = logging.getLogger("emseg")
-
-
-def upsample_scores(scores: Tensor, size: tuple[int, int], stride: int) -> Tensor:
-    """Bilinear upsampling of ``[N, C, h, w]`` scores to ``size`` that keeps score cell ``(i, j)``
-    on image pixel ``(stride*i, stride*j)``; rows/columns past the last cell repeat the edge."""
-    h, w = scores.shape[-2:]
-    H, W = size
-    up = F.interpolate(
-        scores, size=(stride * (h - 1) + 1, stride * (w - 1) + 1), mode="bilinear", align_corners=True
-    )
-    up = up[..., :H, :W]
-    pad_h, pad_w = H - up.shape[-2], W - up.shape[-1]
-    if pad_h > 0 or pad_w > 0:
-        up = F.pad(up, (0, pad_w, 0, pad_h), mode="replicate")
-    return up
-
-
-@torch.no_grad()
-def predict_batch(model: nn.Module, image: Tensor, amp: bool = False) -> Tensor:
-    """Full-resolution class scores (float32) for a normalised image batch."""
-    stride = getattr(_unwrap(model), "output_stride", 8)
-    with torch.autocast(image.device.type, dtype=torch.float16, enabled=amp and image.device.type == "cuda"):
-        scores = model(image)
-    return upsample_scores(scores.float(), tuple(image.shape[-2:]), stride)
 
 
 @torch.no_grad()
@@ -61,8 +41,6 @@ def evaluate(
 ) -> tuple[ConfusionMatrix, ConfusionMatrix | None]:
     """Confusion matrices of the plain prediction and (when ``crf`` is given) the CRF-refined one,
     summed over all processes."""
-    from tqdm import tqdm
-
     model.eval()
     cm = ConfusionMatrix(num_classes)
     cm_crf = ConfusionMatrix(num_classes) if crf is not None else None
@@ -77,10 +55,6 @@ def evaluate(
     if cm_crf is not None:
         cm_crf.reduce_from_all_processes()
     return cm, cm_crf
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") else model
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,9 +77,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from .data import EvalTransform, VOCSegmentation, collate
-    from .train import load_model_from_checkpoint
-
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.batch_size < 1:

@@ -1,8 +1,13 @@
-"""Confusion matrix, IoU and the per-class table (as in torchvision's segmentation references)."""
+"""Confusion matrix, IoU and the per-class table (as in torchvision's segmentation references), and
+the training run's metrics.csv."""
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
 
@@ -26,8 +31,6 @@ class ConfusionMatrix:
 
     def reduce_from_all_processes(self) -> None:
         """Sum the matrices of all DDP processes (a no-op without torch.distributed)."""
-        import torch.distributed as dist
-
         if dist.is_available() and dist.is_initialized():
             mat = self.mat.to(_dist_device())
             dist.all_reduce(mat)
@@ -66,8 +69,45 @@ def format_iou_table(iou: Tensor, class_names: list[str] | None = None, pixel_ac
 
 
 def _dist_device() -> torch.device:
-    import torch.distributed as dist
-
     if dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
+
+
+class MetricsLog:
+    """metrics.csv (one row per log interval and per evaluation), and TensorBoard when installed."""
+
+    COLUMNS = ["iteration", "loss", "lr", "seconds", "miou", "miou_crf"]
+
+    def __init__(self, out: Path, enabled: bool):
+        self.enabled = enabled
+        self.path = out / "metrics.csv"
+        self.tb = None
+        if enabled:
+            new = not self.path.exists()
+            self.file = open(self.path, "a", newline="")
+            self.writer = csv.DictWriter(self.file, self.COLUMNS)
+            if new:
+                self.writer.writeheader()
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(out / "tensorboard"))
+            except Exception:  # tensorboard is optional
+                self.tb = None
+
+    def write(self, **row) -> None:
+        if not self.enabled:
+            return
+        self.writer.writerow({k: row.get(k, "") for k in self.COLUMNS})
+        self.file.flush()
+        if self.tb is not None:
+            for k, v in row.items():
+                if k != "iteration" and v not in ("", None):
+                    self.tb.add_scalar(k, v, row["iteration"])
+
+    def close(self) -> None:
+        if self.enabled:
+            self.file.close()
+            if self.tb is not None:
+                self.tb.close()

@@ -11,82 +11,18 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Iterable
 
-import cv2
-import numpy as np
 import torch
-from torch import nn
+from tqdm import tqdm
 
-from .refine import CRFParams, add_crf_args, crf_params_from_args, crf_refine, make_crf
+from .checkpoint import load_model_from_checkpoint
+from .config import add_crf_args, crf_params_from_args
+from .crf import CRFParams, make_crf
+from .data.io import read_image, write_mask_png
+from .inference import predict_image
+from .visualize import overlay, side_by_side, write_rgb
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-
-
-def colorize(labels: np.ndarray) -> np.ndarray:
-    """Class indices ``[H, W]`` -> RGB ``[H, W, 3]`` with the VOC palette (255 = cream border)."""
-    from .data.io import voc_palette
-
-    return voc_palette()[labels.astype(np.uint8)]
-
-
-def overlay(image_rgb: np.ndarray, labels: np.ndarray, alpha: float = 0.6) -> np.ndarray:
-    """The prediction's colours blended over the image; background pixels stay as they were."""
-    color = colorize(labels)
-    blend = cv2.addWeighted(image_rgb, 1.0 - alpha, color, alpha, 0.0)
-    keep = (labels == 0)[..., None]
-    return np.where(keep, image_rgb, blend)
-
-
-def side_by_side(panels: list[np.ndarray], gap: int = 4) -> np.ndarray:
-    """RGB panels of one height in a row, separated by white gaps."""
-    h = panels[0].shape[0]
-    sep = np.full((h, gap, 3), 255, dtype=np.uint8)
-    row: list[np.ndarray] = []
-    for i, p in enumerate(panels):
-        row += ([sep] if i else []) + [p]
-    return cv2.hconcat(row)
-
-
-def write_rgb(path: Path, rgb: np.ndarray) -> None:
-    if not cv2.imwrite(str(path), np.ascontiguousarray(rgb[..., ::-1])):
-        raise OSError(f"cannot write {path}")
-
-
-@torch.no_grad()
-def predict_image(model: nn.Module, image_rgb: np.ndarray, mean, std, device, crf=None) -> np.ndarray:
-    """Labels ``[H, W]`` (uint8) for one RGB uint8 image."""
-    from .evaluate import predict_batch
-
-    x = torch.from_numpy(image_rgb).permute(2, 0, 1).float().div(255.0)
-    x = (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
-    logits = predict_batch(model, x[None].to(device))
-    if crf is not None:
-        labels = crf_refine(crf, logits.cpu(), torch.from_numpy(image_rgb).permute(2, 0, 1)[None].contiguous())
-    else:
-        labels = logits.argmax(1)
-    return labels[0].cpu().numpy().astype(np.uint8)
-
-
-@torch.no_grad()
-def draw_validation_pictures(model, dataset, indices: Iterable[int], out: Path, device, crf=None) -> None:
-    """Pictures of dataset samples: image | ground truth | prediction (| CRF prediction)."""
-    from .data.io import write_mask_png
-    from .evaluate import predict_batch
-
-    out.mkdir(parents=True, exist_ok=True)
-    model.eval()
-    for i in indices:
-        s = dataset[i]
-        image = s["image_uint8"].permute(1, 2, 0).numpy()
-        logits = predict_batch(model, s["image"][None].to(device)).cpu()
-        pred = logits.argmax(1)[0].numpy().astype(np.uint8)
-        panels = [image, overlay(image, s["mask"].numpy()), overlay(image, pred)]
-        if crf is not None:
-            refined = crf_refine(crf, logits, s["image_uint8"][None])[0].numpy().astype(np.uint8)
-            panels.append(overlay(image, refined))
-        write_mask_png(out / f"{s['id']}.png", pred)
-        write_rgb(out / f"{s['id']}_overlay.jpg", side_by_side(panels))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,11 +41,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> list[Path]:
-    from tqdm import tqdm
-
-    from .data.io import read_image, write_mask_png
-    from .train import load_model_from_checkpoint
-
     parser = build_parser()
     args = parser.parse_args(argv)
     src = Path(args.input)

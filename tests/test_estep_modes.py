@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from emseg import ops
+from emseg.crf import CRFParams, make_crf
 from emseg.estep import (
-    IGNORE,
+    IGNORE_INDEX,
     MODES,
     EStepConfig,
     box_prior,
@@ -27,7 +28,7 @@ def fixed_batch():
     mask = torch.zeros(2, 32, 32, dtype=torch.int64)
     mask[0, :, 16:] = 2
     mask[1, :16, :16] = 3
-    mask[1, 0, 0] = IGNORE
+    mask[1, 0, 0] = IGNORE_INDEX
     labels = torch.zeros(2, C, dtype=torch.bool)
     labels[:, 0] = True
     labels[0, 2] = True
@@ -62,7 +63,7 @@ def test_downsample_mask_samples_cell_centres():
     assert torch.equal(out, mask[:, ::8, ::8])
     padded = downsample_mask(mask, (4, 4), STRIDE)
     assert torch.equal(padded[:, :3, :3], mask[:, ::8, ::8])
-    assert (padded[:, 3] == IGNORE).all() and (padded[:, :, 3] == IGNORE).all()
+    assert (padded[:, 3] == IGNORE_INDEX).all() and (padded[:, :, 3] == IGNORE_INDEX).all()
 
 
 def test_box_score_coords_cover_the_sampled_pixels():
@@ -193,8 +194,6 @@ def test_bbox_seg_needs_a_crf():
 
 def test_bbox_seg_with_the_dense_crf():
     """With the real dense CRF the box's background-coloured corners leave the object."""
-    from emseg.refine import CRFParams, make_crf
-
     crf = make_crf(CRFParams(bi_xy_std=16.0, pos_xy_std=1.0))
     yy, xx = torch.meshgrid(torch.arange(40), torch.arange(40), indexing="ij")
     disc = (yy - 20) ** 2 + (xx - 20) ** 2 <= 11**2

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from emseg.evaluate import evaluate, main as evaluate_main, upsample_scores
+from emseg.checkpoint import load_model_from_checkpoint
+from emseg.evaluate import evaluate, main as evaluate_main
+from emseg.inference import upsample_scores
 from emseg.metrics import ConfusionMatrix
 from emseg.train import main as train_main
 
@@ -69,7 +71,6 @@ def test_evaluate_cli(checkpoint, capsys):
 def test_evaluate_with_a_stand_in_crf(checkpoint):
     """The CRF path: a CRF that returns the unary's own distribution changes nothing."""
     from emseg.data import EvalTransform, VOCSegmentation, collate
-    from emseg.train import load_model_from_checkpoint
 
     ckpt, root = checkpoint
     model, args = load_model_from_checkpoint(str(ckpt), torch.device("cpu"))

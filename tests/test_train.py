@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from emseg.checkpoint import load_checkpoint
-from emseg.train import config_from_args, main as train_main
+from emseg.config import build_parser, config_from_args
+from emseg.train import main as train_main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -148,8 +149,6 @@ def test_presets():
 
 
 def test_help_explains_every_flag():
-    from emseg.train import build_parser
-
     for action in build_parser()._actions:
         assert action.help, action.option_strings
 

@@ -17,6 +17,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from ..estep import IGNORE_INDEX
+
 __all__ = [
     "VOC_CLASSES",
     "IGNORE_INDEX",
@@ -41,10 +43,6 @@ VOC_CLASSES: tuple[str, ...] = (
     "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
     "train", "tvmonitor",
 )  # fmt: skip
-
-#: Mask value for pixels that carry no label (VOC's object borders and "difficult" regions).
-IGNORE_INDEX = 255
-
 
 class DataError(ValueError):
     """A data file is unreadable or inconsistent. ``path`` names the file."""

@@ -48,7 +48,10 @@ from .transforms import EvalTransform
 __all__ = ["VOCSegmentation", "collate", "find_list", "read_class_names", "Annotations"]
 
 _IMAGE_DIRS = (("JPEGImages", (".jpg", ".jpeg", ".png")), ("img", (".jpg",)))
-_MASK_DIRS = (("SegmentationClassAug", ".png"), ("SegmentationClass", ".png"), ("cls", ".mat"))
+#: Where an image's class mask is looked for, in this order: (folder, suffix).
+CLASS_MASK_DIRS = (("SegmentationClassAug", ".png"), ("SegmentationClass", ".png"), ("cls", ".mat"))
+#: Every folder of a VOC / SBD tree that holds masks, class or instance.
+MASK_FOLDERS = frozenset({folder for folder, _ in CLASS_MASK_DIRS} | {"SegmentationObject", "inst"})
 
 
 class Annotations(Protocol):
@@ -177,7 +180,7 @@ class VOCSegmentation(Dataset):
         if image is None:
             raise MissingDataError(self.root / "JPEGImages" / f"{image_id}.jpg", "image not found")
         xml = self.root / "Annotations" / f"{image_id}.xml"
-        mask = _first_existing(self.root, image_id, _MASK_DIRS)
+        mask = _first_existing(self.root, image_id, CLASS_MASK_DIRS)
         xml_path = xml if xml.is_file() else None
         if xml_path is None and mask is None and not self._external_knows(image_id):
             raise MissingDataError(xml, f"image {image_id!r} has neither an XML annotation nor a mask")

@@ -1,0 +1,284 @@
+"""The training run's configuration: presets, :class:`TrainConfig`, the command line and its checks.
+
+A preset (``synthetic`` or ``voc``) fills every flag left unset; :func:`config_from_args` validates
+the result (bad values end in ``parser.error``, exit code 2). The dense CRF's ``--crf-*`` flags
+(:func:`add_crf_args`) are shared with the evaluation and prediction CLIs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+
+from .crf import CRFParams
+from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from .estep import MODES, EStepConfig, get_mode
+from .models import MODELS
+from .ops import CRF_DEFAULTS
+
+#: Defaults that depend on the setting. ``voc`` is the paper's recipe (DeepLab's solver for the
+#: weak nets: batch 20, crop 321, lr 1e-3 with x10 on the classifier, x0.1 every 2000 iterations,
+#: 6000 iterations); ``synthetic`` is sized for a laptop CPU (about 10 minutes on 2 cores).
+PRESETS: dict[str, dict] = {
+    "voc": dict(
+        model="deeplab-largefov", batch_size=20, crop_size=321, iterations=6000, lr=1e-3,
+        lr_policy="step", lr_step=2000, scale_min=0.5, scale_max=1.5, mode="em-fixed",
+        eval_batch_size=1, train_split="train_aug", val_split="val", log_interval=20,
+        checkpoint_interval=1000, width=32, crf=CRFParams(),
+    ),
+    "synthetic": dict(
+        model="small", batch_size=8, crop_size=64, iterations=1500, lr=2e-2,
+        lr_policy="poly", lr_step=1000, scale_min=0.75, scale_max=1.25, mode="bbox-rect",
+        eval_batch_size=8, train_split="train_aug", val_split="val", log_interval=20,
+        checkpoint_interval=500, width=16,
+        # DeepLab's VOC CRF scaled to 64-pixel images (VOC images are about 500 pixels wide)
+        crf=CRFParams(bi_w=4.0, bi_xy_std=16.0, bi_rgb_std=5.0, pos_w=3.0, pos_xy_std=1.0, iterations=10),
+    ),
+}
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on; stored in the checkpoint as a plain dict."""
+
+    preset: str = "synthetic"
+    data_root: str | None = None
+    synthetic_train: int = 400
+    synthetic_val: int = 100
+    synthetic_size: int = 64
+    train_split: str = "train_aug"
+    val_split: str = "val"
+    mode: str = "bbox-rect"
+    strong: int = 0
+    strong_list: str | None = None
+    strong_share: float = 0.5
+    model: str = "small"
+    width: int = 16
+    pretrained: str | None = None
+    batch_size: int = 8
+    crop_size: int = 64
+    scale_min: float = 0.75
+    scale_max: float = 1.25
+    iterations: int = 1500
+    lr: float = 2e-2
+    classifier_lr_mult: float = 10.0
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_policy: str = "poly"
+    lr_step: int = 1000
+    lr_gamma: float = 0.1
+    poly_power: float = 0.9
+    workers: int = 2
+    seed: int = 0
+    device: str | None = None
+    amp: bool | None = None
+    output_dir: str = "runs/demo"
+    resume: str | None = None
+    log_interval: int = 20
+    checkpoint_interval: int = 500
+    eval_batch_size: int = 8
+    eval_crf: bool = False
+    num_pictures: int = 8
+    progress: bool = True
+    estep: EStepConfig = field(default_factory=EStepConfig)
+    crf: CRFParams = field(default_factory=CRFParams)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    label_cache: str = "data/label-cache"
+    stop_after: int | None = None
+    dropout: float | None = None
+    data_root_resolved: str = ""  #: filled in by prepare_data
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m emseg.train",
+        description="Weakly-/semi-supervised semantic segmentation with hard EM (Papandreou et al., "
+        "ICCV 2015). With no arguments: builds a synthetic VOC-layout data set, trains a small "
+        "network from boxes (Bbox-Rect) on the CPU, evaluates it and writes pictures.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    g = p.add_argument_group("data")
+    g.add_argument("--data-root", default=None, help="PASCAL VOC 2012 (+SBD) root in VOC layout; omitted: the synthetic set")
+    g.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="defaults for the setting: 'voc' (the paper's recipe) when --data-root is given, else 'synthetic'")
+    g.add_argument("--synthetic-dir", default="data/synthetic-voc", help="where the synthetic set is written (reused when complete)")
+    g.add_argument("--synthetic-train", type=int, default=400, help="synthetic training images")
+    g.add_argument("--synthetic-val", type=int, default=100, help="synthetic validation images")
+    g.add_argument("--synthetic-size", type=int, default=64, help="side of the synthetic images in pixels")
+    g.add_argument("--train-split", default=None, help="training image list (name under the root or a file)")
+    g.add_argument("--val-split", default=None, help="validation image list")
+    g.add_argument("--label-cache", default="data/label-cache", help="where Bbox-Rect / Bbox-Seg labels are cached (keyed by data, subset and parameters)")
+    g.add_argument("--workers", type=int, default=2, help="DataLoader worker processes per training process")
+
+    g = p.add_argument_group("supervision")
+    g.add_argument("--mode", choices=list(MODES), default=None,
+                   help="; ".join(f"{m.name}: {m.summary}" for m in MODES.values()) + " (default: bbox-rect for synthetic, em-fixed for voc)")
+    g.add_argument("--strong", type=int, default=0, help="semi-supervised: number of images whose masks are used (random, by --seed)")
+    g.add_argument("--strong-list", default=None, help="semi-supervised: file listing the ids of the strong images (instead of --strong)")
+    g.add_argument("--strong-share", type=float, default=0.5, help="fraction of each batch drawn from the strong images in a semi-supervised run")
+    g.add_argument("--fg-bias", type=float, default=5.0, help="EM-Fixed / Bbox-EM-Fixed foreground bias b_fg")
+    g.add_argument("--bg-bias", type=float, default=3.0, help="EM-Fixed / Bbox-EM-Fixed background bias b_bg")
+    g.add_argument("--suppress-absent", action="store_true", help="EM-Fixed: absent classes cannot win the E-step's argmax")
+    g.add_argument("--fg-portion", type=float, default=0.2, help="EM-Adapt: minimum share of pixels for each present foreground class")
+    g.add_argument("--bg-portion", type=float, default=0.4, help="EM-Adapt: minimum share of pixels for background")
+    g.add_argument("--center-portion", type=float, default=0.2, help="Bbox-Seg: share of each box fixed as foreground around its centre")
+    g.add_argument("--seg-box-prob", type=float, default=0.6, help="Bbox-Seg: prior probability of the box's class inside the box (background gets the rest)")
+
+    g = p.add_argument_group("model and optimisation")
+    g.add_argument("--model", choices=MODELS, default=None, help="network (default: small for synthetic, deeplab-largefov for voc)")
+    g.add_argument("--width", type=int, default=None, help="channel width of the small model")
+    g.add_argument("--dropout", type=float, default=None, help="dropout rate of the head (default: 0.5 for deeplab-largefov, 0.1 for small)")
+    g.add_argument("--pretrained", default=None, help="local ImageNet VGG16 state_dict in torchvision's layout (deeplab-largefov)")
+    g.add_argument("--batch-size", type=int, default=None, help="global batch size (split over the processes)")
+    g.add_argument("--crop-size", type=int, default=None, help="side of the random training crop")
+    g.add_argument("--scale-min", type=float, default=None, help="smallest random rescaling factor")
+    g.add_argument("--scale-max", type=float, default=None, help="largest random rescaling factor")
+    g.add_argument("--iterations", type=int, default=None, help="SGD iterations")
+    g.add_argument("--lr", type=float, default=None, help="base learning rate (backbone weights; biases x2, classifier x10/x20)")
+    g.add_argument("--classifier-lr-mult", type=float, default=10.0, help="learning-rate multiplier of the final classifier")
+    g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    g.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay (weights only, not biases)")
+    g.add_argument("--lr-policy", choices=["step", "poly"], default=None, help="step: x gamma every --lr-step; poly: (1 - it/max)^power")
+    g.add_argument("--lr-step", type=int, default=None, help="step policy: iterations between decays")
+    g.add_argument("--lr-gamma", type=float, default=0.1, help="step policy: decay factor")
+    g.add_argument("--poly-power", type=float, default=0.9, help="poly policy: power")
+    g.add_argument("--seed", type=int, default=0, help="seed of the model init, the sampler and the strong subset")
+    g.add_argument("--device", default=None, help="cpu or cuda; default: cuda when available (LOCAL_RANK picks the GPU under torchrun)")
+    g.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="mixed precision (default: on for CUDA)")
+
+    g = p.add_argument_group("output")
+    g.add_argument("--output-dir", default="runs/demo", help="checkpoints, log, metrics.csv, pictures")
+    g.add_argument("--resume", default=None, help="checkpoint to resume from (continues exactly where it stopped)")
+    g.add_argument("--stop-after", type=int, default=None, help="leave after this many iterations of this invocation, with a checkpoint (time-limited jobs; continue with --resume)")
+    g.add_argument("--log-interval", type=int, default=None, help="iterations between log lines / CSV rows")
+    g.add_argument("--checkpoint-interval", type=int, default=None, help="iterations between checkpoints")
+    g.add_argument("--eval-batch-size", type=int, default=None, help="validation batch size (1 for images of varying size)")
+    g.add_argument("--eval-crf", action="store_true", help="also evaluate with dense-CRF refinement at the end")
+    g.add_argument("--num-pictures", type=int, default=8, help="validation images drawn as prediction pictures at the end (0: none)")
+    g.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+    add_crf_args(p, "the preset (synthetic: scaled to 64-pixel images; voc: DeepLab-LargeFOV's)")
+    return p
+
+
+def config_from_args(argv: list[str] | None = None) -> TrainConfig:
+    """Parse and validate the command line; bad values end in ``parser.error`` (exit code 2)."""
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    preset = a.preset or ("voc" if a.data_root else "synthetic")
+    for key, value in PRESETS[preset].items():
+        if key != "crf" and getattr(a, key, None) is None:
+            setattr(a, key, value)
+    err = parser.error
+    if a.strong < 0:
+        err("--strong must be >= 0")
+    if a.strong and a.strong_list:
+        err("--strong and --strong-list are exclusive: give the count or the list")
+    if a.strong_list and not Path(a.strong_list).is_file():
+        err(f"--strong-list {a.strong_list}: no such file")
+    if not 0.0 < a.strong_share < 1.0:
+        err("--strong-share must be in (0, 1): the rest of each batch is weak images")
+    semi = bool(a.strong or a.strong_list)
+    if semi and get_mode(a.mode).fully_supervised:
+        err("--strong/--strong-list make no sense with --mode full (every image uses its mask)")
+    for name in ("batch_size", "crop_size", "iterations", "lr_step", "log_interval", "checkpoint_interval", "eval_batch_size", "width"):
+        if getattr(a, name) < 1:
+            err(f"--{name.replace('_', '-')} must be >= 1")
+    for name in ("lr", "momentum", "weight_decay", "scale_min", "classifier_lr_mult"):
+        if getattr(a, name) < 0 or (name in ("lr", "scale_min") and getattr(a, name) == 0):
+            err(f"--{name.replace('_', '-')} must be positive")
+    if a.scale_max < a.scale_min:
+        err("--scale-max must be >= --scale-min")
+    if a.stop_after is not None and a.stop_after < 1:
+        err("--stop-after must be >= 1")
+    if a.dropout is not None and not 0 <= a.dropout < 1:
+        err("--dropout must be in [0, 1)")
+    if a.workers < 0:
+        err("--workers must be >= 0")
+    if not (0 < a.fg_portion < 1 and 0 < a.bg_portion < 1):
+        err("--fg-portion and --bg-portion must be in (0, 1)")
+    if not 0 < a.center_portion <= 1:
+        err("--center-portion must be in (0, 1]")
+    if not 0 < a.seg_box_prob < 1:
+        err("--seg-box-prob must be in (0, 1)")
+    if a.pretrained and a.model != "deeplab-largefov":
+        err("--pretrained loads VGG16 weights: use it with --model deeplab-largefov")
+    if a.pretrained and not Path(a.pretrained).is_file():
+        err(f"--pretrained {a.pretrained}: no such file (give a local torchvision VGG16 state_dict)")
+    if a.resume and not Path(a.resume).is_file():
+        err(f"--resume {a.resume}: no such file")
+    if a.data_root and not Path(a.data_root).is_dir():
+        err(f"--data-root {a.data_root}: no such folder")
+    if not a.data_root and min(a.synthetic_train, a.synthetic_val, a.synthetic_size) < 1:
+        err("--synthetic-train, --synthetic-val and --synthetic-size must be >= 1")
+    if a.device and a.device.startswith("cuda") and not torch.cuda.is_available():
+        err(f"--device {a.device}: CUDA is not available here")
+    estep = EStepConfig(**{f.name: getattr(a, f.name) for f in fields(EStepConfig) if hasattr(a, f.name)})
+    given = {f.name: getattr(a, f.name) for f in fields(TrainConfig) if hasattr(a, f.name)}
+    given.update(
+        preset=preset, progress=not a.no_progress, estep=estep,
+        crf=crf_params_from_args(a, PRESETS[preset]["crf"]),
+        data_root_resolved=str(Path(a.synthetic_dir)) if not a.data_root else str(a.data_root),
+    )
+    return TrainConfig(**given)
+
+
+def config_to_dict(cfg: TrainConfig) -> dict:
+    """Plain types only (weights_only checkpoints)."""
+    d = asdict(cfg)
+    d["mean"], d["std"] = list(cfg.mean), list(cfg.std)
+    return d
+
+
+def config_from_dict(d: dict) -> TrainConfig:
+    d = dict(d)
+    d["estep"] = EStepConfig(**d["estep"])
+    d["crf"] = CRFParams(**d["crf"])
+    d["mean"], d["std"] = tuple(d["mean"]), tuple(d["std"])
+    known = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in d.items() if k in known})
+
+
+# ---------------------------------------------------------------------------------------------
+# Dense-CRF flags (train, evaluate, predict)
+
+_CRF_FLAG_HELP = {
+    "bi_w": "weight of the bilateral (appearance) kernel",
+    "bi_xy_std": "spatial std (pixels) of the bilateral kernel",
+    "bi_rgb_std": "colour std of the bilateral kernel",
+    "pos_w": "weight of the Gaussian (smoothness) kernel",
+    "pos_xy_std": "spatial std (pixels) of the Gaussian kernel",
+    "iterations": "mean-field iterations",
+}
+assert set(_CRF_FLAG_HELP) == set(CRF_DEFAULTS), "a --crf-* flag per CRF parameter"
+
+
+def add_crf_args(parser: argparse.ArgumentParser, default_from: str = "the preset") -> None:
+    """Add a ``--crf-*`` flag for every :class:`CRFParams` field; unset flags stay None and are
+    filled by :func:`crf_params_from_args` from ``default_from`` (a preset or a checkpoint)."""
+    d = CRF_DEFAULTS
+    g = parser.add_argument_group(
+        "dense CRF (test-time refinement and Bbox-Seg labels)",
+        f"unset values come from {default_from}; DeepLab-LargeFOV's VOC values are "
+        f"bi_w {d['bi_w']}, bi_xy_std {d['bi_xy_std']}, bi_rgb_std {d['bi_rgb_std']}, pos_w {d['pos_w']}, "
+        f"pos_xy_std {d['pos_xy_std']}, {d['iterations']} iterations",
+    )
+    for name, help_text in _CRF_FLAG_HELP.items():
+        g.add_argument(f"--crf-{name.replace('_', '-')}", type=type(d[name]), help=help_text)
+
+
+def crf_params_from_args(args: argparse.Namespace, base: CRFParams | None = None) -> CRFParams:
+    """The flags given on the command line over ``base`` (default: :class:`CRFParams`)."""
+    out = CRFParams(**asdict(base)) if base is not None else CRFParams()
+    for name in asdict(out):
+        value = getattr(args, f"crf_{name}", None)
+        if value is not None:
+            setattr(out, name, value)
+    return out
