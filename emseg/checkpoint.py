@@ -21,11 +21,24 @@ from torch import nn
 from .models import build_model
 
 
+#: What a training checkpoint holds (see emseg.train.save).
+TRAINING_KEYS = ("model", "optimizer", "scheduler", "scaler", "sampler", "rng", "iteration", "num_classes", "args")
+#: What a checkpoint needs to give back its network.
+MODEL_KEYS = ("model", "num_classes", "args")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be read, or is not what the caller needs. Names the file."""
+
+
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
     """Write ``state`` to ``path`` atomically: a temporary file in the same folder, fsync, then
-    ``os.replace``, so a crash mid-write never leaves a truncated checkpoint behind."""
+    ``os.replace``, so a crash mid-write never leaves a truncated checkpoint behind. Temporary
+    files that an earlier, killed write left beside ``path`` are removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f"{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -38,11 +51,29 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
         raise
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint` with ``weights_only=True``."""
+def load_checkpoint(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu", required: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint` with ``weights_only=True``.
+
+    Raises :class:`CheckpointError` naming the file when it is empty, truncated, not a torch file,
+    holds objects ``weights_only`` refuses, is not a dict, or lacks one of the ``required`` keys.
+    """
     if not Path(path).is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    if Path(path).stat().st_size == 0:
+        raise CheckpointError(f"{path}: the file is empty, not a checkpoint")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises EOFError, RuntimeError, UnpicklingError, ... here
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({reason[:300]})") from err
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{path}: holds a {type(ckpt).__name__}, not a checkpoint dict")
+    missing = [k for k in required if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: not an emseg training checkpoint (no {', '.join(repr(k) for k in missing)})")
+    return ckpt
 
 
 def rng_state() -> dict[str, Any]:
@@ -80,7 +111,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def load_model_from_checkpoint(path: str | os.PathLike, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
     """The network of a training checkpoint (eval mode) and the run's arguments."""
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path, required=MODEL_KEYS)
     args = ckpt["args"]
     model = build_model(args["model"], ckpt["num_classes"], width=args["width"], dropout=args.get("dropout"))
     model.load_state_dict(ckpt["model"])

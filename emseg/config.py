@@ -8,16 +8,18 @@ the result (bad values end in ``parser.error``, exit code 2). The dense CRF's ``
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import torch
-
+from .cli import add_crf_args, check_crf_params, check_finite_flags, crf_params_from_args, resolve_device
 from .crf import CRFParams
+from .data.io import MissingDataError
+from .data.synthetic import SYNTHETIC_SPLITS
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from .data.voc import find_list
 from .estep import MODES, EStepConfig, get_mode
 from .models import MODELS
-from .ops import CRF_DEFAULTS
 
 #: Defaults that depend on the setting. ``voc`` is the paper's recipe (DeepLab's solver for the
 #: weak nets: batch 20, crop 321, lr 1e-3 with x10 on the classifier, x0.1 every 2000 iterations,
@@ -218,8 +220,13 @@ def config_from_args(argv: list[str] | None = None) -> TrainConfig:
         err(f"--data-root {a.data_root}: no such folder")
     if not a.data_root and min(a.synthetic_train, a.synthetic_val, a.synthetic_size) < 1:
         err("--synthetic-train, --synthetic-val and --synthetic-size must be >= 1")
-    if a.device and a.device.startswith("cuda") and not torch.cuda.is_available():
-        err(f"--device {a.device}: CUDA is not available here")
+    resolve_device(parser, a.device)
+    check_finite_flags(parser, a)
+    if Path(a.output_dir).exists() and not Path(a.output_dir).is_dir():
+        err(f"--output-dir {a.output_dir}: exists and is not a folder")
+    for flag, split in (("--train-split", a.train_split), ("--val-split", a.val_split)):
+        _check_split(err, flag, split, a.data_root)
+    _check_crop_memory(err, a.batch_size, a.crop_size)
     estep = EStepConfig(**{f.name: getattr(a, f.name) for f in fields(EStepConfig) if hasattr(a, f.name)})
     given = {f.name: getattr(a, f.name) for f in fields(TrainConfig) if hasattr(a, f.name)}
     given.update(
@@ -227,7 +234,69 @@ def config_from_args(argv: list[str] | None = None) -> TrainConfig:
         crf=crf_params_from_args(a, PRESETS[preset]["crf"]),
         data_root_resolved=str(Path(a.synthetic_dir)) if not a.data_root else str(a.data_root),
     )
+    check_crf_params(parser, given["crf"])
     return TrainConfig(**given)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks shared by the CLIs
+
+
+def _check_split(err, flag: str, split: str, data_root: str | None) -> None:
+    if data_root is None:  # the synthetic set writes these lists
+        if split not in SYNTHETIC_SPLITS and not Path(split).is_file():
+            err(f"{flag} {split}: the synthetic set has the splits {', '.join(SYNTHETIC_SPLITS)} (or give a list file)")
+        return
+    try:
+        find_list(data_root, split)
+    except MissingDataError as e:
+        err(f"{flag} {split}: {e.reason}")
+
+
+def _check_crop_memory(err, batch_size: int, crop_size: int) -> None:
+    """A batch of crops (float32 image, int64 mask) must fit in this machine's memory."""
+    need = batch_size * crop_size * crop_size * (3 * 4 + 8)
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    if need > total:
+        err(f"--crop-size {crop_size} with --batch-size {batch_size} needs {need / 2**30:.0f} GiB per batch, "
+            f"more than this machine's {total / 2**30:.0f} GiB of memory")
+
+
+#: TrainConfig fields a resumed run may change: they do not change what it computes.
+RESUME_MAY_CHANGE = frozenset({
+    "resume", "stop_after", "workers", "progress", "output_dir", "num_pictures", "eval_crf", "eval_batch_size",
+    "log_interval", "checkpoint_interval", "label_cache", "device", "data_root", "data_root_resolved",
+})
+
+
+def resume_conflicts(cfg: TrainConfig, saved: dict) -> list[str]:
+    """The flags whose value differs from the checkpoint's run, as ``--flag saved -> now``."""
+    now = config_to_dict(cfg)
+    out = []
+    for key, value in now.items():
+        if key in RESUME_MAY_CHANGE or key not in saved:
+            continue
+        if isinstance(value, dict):
+            prefix = "crf-" if key == "crf" else ""
+            out += [f"--{prefix}{k.replace('_', '-')} {saved[key].get(k)!r} -> {v!r}"
+                    for k, v in value.items() if saved[key].get(k) != v]
+        elif saved[key] != value:
+            out.append(f"--{key.replace('_', '-')} {saved[key]!r} -> {value!r}")
+    return out
+
+
+def check_resume(cfg: TrainConfig, ckpt: dict) -> None:
+    """A resumed run continues the checkpoint's run exactly: refuse any flag that would change it."""
+    changed = resume_conflicts(cfg, ckpt["args"])
+    if changed:
+        raise ValueError(f"--resume {cfg.resume}: this run differs from the checkpoint's in {'; '.join(changed)}; "
+                         "resume with the same settings (a resumed run continues the original exactly)")
+    if ckpt["iteration"] >= cfg.iterations:
+        raise ValueError(f"--resume {cfg.resume}: the checkpoint is at iteration {ckpt['iteration']} of "
+                         f"{cfg.iterations}: nothing is left to train")
 
 
 def config_to_dict(cfg: TrainConfig) -> dict:
@@ -244,41 +313,3 @@ def config_from_dict(d: dict) -> TrainConfig:
     d["mean"], d["std"] = tuple(d["mean"]), tuple(d["std"])
     known = {f.name for f in fields(TrainConfig)}
     return TrainConfig(**{k: v for k, v in d.items() if k in known})
-
-
-# ---------------------------------------------------------------------------------------------
-# Dense-CRF flags (train, evaluate, predict)
-
-_CRF_FLAG_HELP = {
-    "bi_w": "weight of the bilateral (appearance) kernel",
-    "bi_xy_std": "spatial std (pixels) of the bilateral kernel",
-    "bi_rgb_std": "colour std of the bilateral kernel",
-    "pos_w": "weight of the Gaussian (smoothness) kernel",
-    "pos_xy_std": "spatial std (pixels) of the Gaussian kernel",
-    "iterations": "mean-field iterations",
-}
-assert set(_CRF_FLAG_HELP) == set(CRF_DEFAULTS), "a --crf-* flag per CRF parameter"
-
-
-def add_crf_args(parser: argparse.ArgumentParser, default_from: str = "the preset") -> None:
-    """Add a ``--crf-*`` flag for every :class:`CRFParams` field; unset flags stay None and are
-    filled by :func:`crf_params_from_args` from ``default_from`` (a preset or a checkpoint)."""
-    d = CRF_DEFAULTS
-    g = parser.add_argument_group(
-        "dense CRF (test-time refinement and Bbox-Seg labels)",
-        f"unset values come from {default_from}; DeepLab-LargeFOV's VOC values are "
-        f"bi_w {d['bi_w']}, bi_xy_std {d['bi_xy_std']}, bi_rgb_std {d['bi_rgb_std']}, pos_w {d['pos_w']}, "
-        f"pos_xy_std {d['pos_xy_std']}, {d['iterations']} iterations",
-    )
-    for name, help_text in _CRF_FLAG_HELP.items():
-        g.add_argument(f"--crf-{name.replace('_', '-')}", type=type(d[name]), help=help_text)
-
-
-def crf_params_from_args(args: argparse.Namespace, base: CRFParams | None = None) -> CRFParams:
-    """The flags given on the command line over ``base`` (default: :class:`CRFParams`)."""
-    out = CRFParams(**asdict(base)) if base is not None else CRFParams()
-    for name in asdict(out):
-        value = getattr(args, f"crf_{name}", None)
-        if value is not None:
-            setattr(out, name, value)
-    return out

@@ -19,9 +19,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from .cli import add_crf_args, check_finite_flags, crf_for_checkpoint, resolve_device, run as run_cli
 from .checkpoint import load_model_from_checkpoint
-from .config import add_crf_args, crf_params_from_args
-from .crf import CRF, CRFParams, make_crf
+from .crf import CRF
 from .data import EvalTransform, VOCSegmentation, collate
 from .inference import crf_refine, predict_batch
 from .metrics import ConfusionMatrix
@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> dict:
     if not Path(args.checkpoint).is_file():
         parser.error(f"--checkpoint {args.checkpoint}: no such file")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    check_finite_flags(parser, args)
+    device = resolve_device(parser, args.device)
     model, train_args = load_model_from_checkpoint(args.checkpoint, device)
     root = args.data_root or train_args["data_root_resolved"]
     split = args.split or train_args["val_split"]
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.limit is not None:
         ds = torch.utils.data.Subset(ds, range(min(args.limit, len(ds))))
     loader = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate)
-    crf = make_crf(crf_params_from_args(args, CRFParams(**train_args["crf"]))) if args.crf else None
+    crf = crf_for_checkpoint(parser, args, train_args)
     names = list(getattr(ds, "class_names", None) or getattr(ds.dataset, "class_names"))
     cm, cm_crf = evaluate(model, loader, len(names), device, crf, progress=not args.no_progress)
     print(f"{split}: {len(ds)} images")
@@ -108,4 +109,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, "python -m emseg.evaluate")

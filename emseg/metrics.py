@@ -75,26 +75,43 @@ def _dist_device() -> torch.device:
 
 
 class MetricsLog:
-    """metrics.csv (one row per log interval and per evaluation), and TensorBoard when installed."""
+    """metrics.csv (one row per log interval and per evaluation), and TensorBoard when installed.
+
+    ``resume_at``: the iteration a resumed run continues from. Rows the interrupted run wrote
+    after its checkpoint (and its evaluation rows) are dropped, so the file reads as if the run
+    had never stopped.
+    """
 
     COLUMNS = ["iteration", "loss", "lr", "seconds", "miou", "miou_crf"]
 
-    def __init__(self, out: Path, enabled: bool):
+    def __init__(self, out: Path, enabled: bool, resume_at: int | None = None):
         self.enabled = enabled
         self.path = out / "metrics.csv"
         self.tb = None
         if enabled:
-            new = not self.path.exists()
+            kept = self._rows_up_to(resume_at) if resume_at is not None else None
+            if kept is not None or not self.path.exists() or self.path.stat().st_size == 0:
+                tmp = self.path.with_suffix(".csv.tmp")
+                with open(tmp, "w", newline="") as f:
+                    writer = csv.DictWriter(f, self.COLUMNS)
+                    writer.writeheader()
+                    writer.writerows(kept or [])
+                tmp.replace(self.path)  # the header is on disk before the first row
             self.file = open(self.path, "a", newline="")
             self.writer = csv.DictWriter(self.file, self.COLUMNS)
-            if new:
-                self.writer.writeheader()
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self.tb = SummaryWriter(str(out / "tensorboard"))
             except Exception:  # tensorboard is optional
                 self.tb = None
+
+    def _rows_up_to(self, iteration: int) -> list[dict] | None:
+        if not self.path.exists():
+            return None
+        with open(self.path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        return [r for r in rows if r.get("loss") and r.get("iteration", "").isdigit() and int(r["iteration"]) <= iteration]
 
     def write(self, **row) -> None:
         if not self.enabled:

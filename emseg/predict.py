@@ -12,12 +12,10 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
+from .cli import add_crf_args, check_finite_flags, crf_for_checkpoint, resolve_device, run as run_cli
 from .checkpoint import load_model_from_checkpoint
-from .config import add_crf_args, crf_params_from_args
-from .crf import CRFParams, make_crf
 from .data.io import read_image, write_mask_png
 from .inference import predict_image
 from .visualize import overlay, side_by_side, write_rgb
@@ -51,9 +49,10 @@ def main(argv: list[str] | None = None) -> list[Path]:
     files = [src] if src.is_file() else sorted(f for f in src.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         parser.error(f"--input {src}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    check_finite_flags(parser, args)
+    device = resolve_device(parser, args.device)
     model, train_args = load_model_from_checkpoint(args.checkpoint, device)
-    crf = make_crf(crf_params_from_args(args, CRFParams(**train_args["crf"]))) if args.crf else None
+    crf = crf_for_checkpoint(parser, args, train_args)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -68,4 +67,4 @@ def main(argv: list[str] | None = None) -> list[Path]:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, "python -m emseg.predict")

@@ -28,17 +28,17 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .config import TrainConfig, config_from_args, config_to_dict
+from .cli import run as run_cli
+from .checkpoint import TRAINING_KEYS, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .config import TrainConfig, check_resume, config_from_args, config_to_dict
 from .crf import make_crf
-from .data import EvalTransform, TrainTransform, VOCSegmentation, collate, make_synthetic_voc, select_strong, strong_per_batch
-from .data.fixed_labels import fixed_label_root
-from .data.loader import build_train_loader
+from .data import EvalTransform, VOCSegmentation, collate
 from .distributed import DistInfo, init_distributed, setup_logging
 from .estep import IGNORE_INDEX, Mode, get_mode, make_targets
 from .evaluate import evaluate
 from .metrics import MetricsLog
 from .models import build_model
+from .training_data import TrainingData, prepare_data, training_data
 from .visualize import draw_validation_pictures
 
 log = logging.getLogger("emseg")
@@ -92,80 +92,6 @@ def seed_everything(seed: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Data
-
-
-def prepare_data(cfg: TrainConfig, info: DistInfo) -> Path:
-    """The VOC-layout root: the given one, or the synthetic set (written by rank 0, once)."""
-    if cfg.data_root:
-        return Path(cfg.data_root)
-    root = Path(cfg.data_root_resolved)
-    if info.main:
-        log.info(f"synthetic data set: {root} ({cfg.synthetic_train} train / {cfg.synthetic_val} val, {cfg.synthetic_size}px)")
-        make_synthetic_voc(root, cfg.synthetic_train, cfg.synthetic_val, cfg.synthetic_size, seed=cfg.seed, progress=cfg.progress)
-    info.barrier()
-    return root
-
-
-def strong_ids_for(cfg: TrainConfig, mode: Mode, ids: list[str]) -> set[str]:
-    """The images that train on their masks: all of them in a fully supervised mode, else the
-    semi-supervised subset (none without --strong / --strong-list)."""
-    if mode.fully_supervised:
-        return set(ids)
-    if cfg.strong or cfg.strong_list:
-        chosen = select_strong(ids, count=cfg.strong or None, list_file=cfg.strong_list, seed=cfg.seed)
-        if not chosen:
-            raise ValueError("the strong subset is empty")
-        return set(chosen)
-    return set()
-
-
-@dataclass
-class TrainingData:
-    dataset: VOCSegmentation
-    sampler: object
-    loader: torch.utils.data.DataLoader
-    num_strong: int
-    num_weak: int
-    strong_per_batch: int  #: in the global batch
-
-
-def training_data(cfg: TrainConfig, mode: Mode, root: Path, info: DistInfo, start_step: int) -> TrainingData:
-    """The training set (fixed labels in place of masks for a fixed-label mode) and its endless
-    strong/weak loader, positioned at global step ``start_step``."""
-    ids = list(VOCSegmentation(str(root), cfg.train_split, transform=None, strong_ids=()).ids)
-    strong = strong_ids_for(cfg, mode, ids)
-    label_root = root
-    if mode.fixed is not None:
-        label_root = fixed_label_root(
-            mode, root, cfg.train_split, strong, estep=cfg.estep, crf_params=cfg.crf,
-            crf=make_crf(cfg.crf) if mode.needs_crf and info.main else None, cache_dir=cfg.label_cache,
-            mean=cfg.mean, std=cfg.std, build=info.main, progress=cfg.progress,
-        )
-        info.barrier()
-    transform = TrainTransform(
-        cfg.crop_size, scale_range=(cfg.scale_min, cfg.scale_max), flip=True, mean=cfg.mean, std=cfg.std, ignore_index=IGNORE_INDEX
-    )
-    # Fixed-label modes read every image's "mask" (estimates for weak images, ground truth for
-    # strong ones), so all are "strong" to the dataset; the sampler still knows which is which.
-    ds = VOCSegmentation(str(label_root), cfg.train_split, transform=transform, strong_ids=None if mode.fixed else strong)
-    strong_idx = [i for i, k in enumerate(ids) if k in strong]
-    weak_idx = [i for i, k in enumerate(ids) if k not in strong]
-    local = cfg.batch_size // info.world_size
-    if mode.fully_supervised:
-        per_batch = local
-    elif strong_idx:  # at least one image of each kind in every batch
-        per_batch = max(1, min(local - 1, strong_per_batch(cfg.strong_share, local)))
-    else:
-        per_batch = 0
-    sampler, loader = build_train_loader(
-        ds, strong_idx, weak_idx, local, per_batch, seed=cfg.seed, start_step=start_step,
-        rank=info.rank, world_size=info.world_size, workers=cfg.workers,
-    )
-    return TrainingData(ds, sampler, loader, len(strong_idx), len(weak_idx), per_batch * info.world_size)
-
-
-# ---------------------------------------------------------------------------------------------
 # The run
 
 
@@ -185,6 +111,10 @@ class Run:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     out: Path
+    #: the mean loss of the current log window is running / window (kept on the device)
+    running: torch.Tensor
+    window: int = 0
+    seconds_before: float = 0.0  #: training time of the invocations before a resume
 
     @property
     def checkpoint_path(self) -> Path:
@@ -209,8 +139,10 @@ def setup(cfg: TrainConfig) -> tuple[Run, int]:
     mode = get_mode(cfg.mode)
     root = prepare_data(cfg, info)
     cfg.data_root_resolved = str(root)
-    ckpt = load_checkpoint(cfg.resume) if cfg.resume else None
+    ckpt = load_checkpoint(cfg.resume, required=TRAINING_KEYS) if cfg.resume else None
     start = ckpt["iteration"] if ckpt else 0
+    if ckpt:
+        check_resume(cfg, ckpt)
     data = training_data(cfg, mode, root, info, start)
     if ckpt:
         saved = ckpt["sampler"]
@@ -229,7 +161,12 @@ def setup(cfg: TrainConfig) -> tuple[Run, int]:
         set_rng_state(ckpt["rng"][info.rank] if info.rank < len(ckpt["rng"]) else ckpt["rng"][0])
         log.info(f"resumed from {cfg.resume} at iteration {start}")
     net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if info.world_size > 1 else model
-    run = Run(cfg, info, device, use_amp, mode, data, model, net, optimizer, scheduler, scaler, out)
+    run = Run(cfg, info, device, use_amp, mode, data, model, net, optimizer, scheduler, scaler, out,
+              running=torch.zeros((), dtype=torch.float64, device=device))
+    if ckpt and "loss_window" in ckpt:
+        run.running.fill_(ckpt["loss_window"]["sum"])
+        run.window = ckpt["loss_window"]["count"]
+        run.seconds_before = ckpt["seconds"]
     log.info(
         f"mode {mode.name} ({mode.summary}); {data.num_strong} strong + {data.num_weak} weak images, "
         f"{data.strong_per_batch}/{cfg.batch_size} strong per batch; model {cfg.model}; {cfg.iterations} iterations "
@@ -238,9 +175,13 @@ def setup(cfg: TrainConfig) -> tuple[Run, int]:
     return run, start
 
 
-def save(run: Run, it: int) -> None:
+def save(run: Run, it: int, seconds: float) -> None:
     """Checkpoint after ``it`` iterations: model, optimiser, schedule, sampler position, every
-    process's RNG state and the run's arguments (written by the main process, atomically)."""
+    process's RNG state, the open log window and the run's arguments (written by the main
+    process, atomically). Parameters that are no longer finite are never written."""
+    if not all(bool(torch.isfinite(p).all()) for p in run.model.parameters()):
+        raise FloatingPointError(f"the network's parameters are not finite after iteration {it}; stopped "
+                                 f"without overwriting {run.checkpoint_path} (lower --lr)")
     rngs = [rng_state()]
     if run.info.world_size > 1:
         gathered = [None] * run.info.world_size
@@ -259,6 +200,8 @@ def save(run: Run, it: int) -> None:
             "sampler": dict(run.data.sampler.state_dict(), epoch=epoch, batch=batch),
             "rng": rngs,
             "iteration": it,
+            "loss_window": {"sum": float(run.running), "count": run.window},
+            "seconds": seconds,
             "num_classes": run.data.dataset.num_classes,
             "class_names": list(run.data.dataset.class_names),
             "args": config_to_dict(run.cfg),
@@ -283,31 +226,41 @@ def train_step(run: Run, batch: dict) -> torch.Tensor:
 
 
 def train_steps(run: Run, start: int, end: int, metrics: MetricsLog) -> float:
-    """Iterations ``start..end-1`` with log rows and checkpoints; returns the seconds they took."""
+    """Iterations ``start..end-1`` with log rows and checkpoints; returns the training seconds of
+    the whole run so far. A loss that is not finite stops the run at the next log row or
+    checkpoint, before anything is written, naming the iteration."""
     cfg, info = run.cfg, run.info
     run.net.train()
-    t0 = time.time()
-    # The running loss stays on the device (float64, as a Python float would sum it): reading it
-    # back every step would synchronise the GPU each iteration; it is read at log time only.
-    running, n_run = torch.zeros((), dtype=torch.float64, device=run.device), 0
+    t0 = time.time() - run.seconds_before
+    # The running loss and the first non-finite iteration stay on the device: reading them back
+    # every step would synchronise the GPU each iteration; they are read at log and checkpoint
+    # time only.
+    bad_at = torch.zeros((), dtype=torch.int64, device=run.device)
     data_iter = iter(run.data.loader)
     bar = tqdm(total=cfg.iterations, initial=start, desc=f"train {run.mode.name}", disable=not (cfg.progress and info.main), dynamic_ncols=True)
     for it in range(start, end):
-        running += train_step(run, next(data_iter)).double() / info.world_size
-        n_run += 1
+        loss = train_step(run, next(data_iter))
+        run.running += loss.double() / info.world_size
+        run.window += 1
+        bad_at = torch.where((bad_at == 0) & ~torch.isfinite(loss), it + 1, bad_at)
         bar.update(1)
         done = it + 1
-        if done % cfg.log_interval == 0 or done == cfg.iterations:
+        log_row = done % cfg.log_interval == 0 or done == cfg.iterations
+        checkpoint = done % cfg.checkpoint_interval == 0 or done == end
+        if (log_row or checkpoint) and (bad := int(info.max_over_processes(bad_at))):
+            raise FloatingPointError(f"the loss is not finite at iteration {bad}; stopped without writing a "
+                                     f"checkpoint (the last good one, if any: {run.checkpoint_path}); lower --lr")
+        if log_row:
             lr = run.optimizer.param_groups[0]["lr"]
-            mean_loss = float(running) / n_run
+            mean_loss = float(run.running) / run.window
             bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{lr:.2e}")
             if not (cfg.progress and info.main):
                 log.info(f"it {done}/{cfg.iterations}  loss {mean_loss:.4f}  lr {lr:.2e}")
             metrics.write(iteration=done, loss=mean_loss, lr=lr, seconds=round(time.time() - t0, 2))
-            running.zero_()
-            n_run = 0
-        if done % cfg.checkpoint_interval == 0 or done == end:
-            save(run, done)
+            run.running.zero_()
+            run.window = 0
+        if checkpoint:
+            save(run, done, time.time() - t0)
     bar.close()
     return time.time() - t0
 
@@ -343,11 +296,11 @@ def final_evaluation(run: Run, metrics: MetricsLog, train_seconds: float) -> dic
 def train(cfg: TrainConfig) -> dict:
     """Run training (and the final evaluation); returns a summary dict (rank 0 has the metrics)."""
     run, start = setup(cfg)
-    metrics = MetricsLog(run.out, run.info.main)
+    metrics = MetricsLog(run.out, run.info.main, resume_at=start if cfg.resume else None)
     end = cfg.iterations if cfg.stop_after is None else min(cfg.iterations, start + cfg.stop_after)
     train_seconds = train_steps(run, start, end, metrics)
     ckpt_path = run.checkpoint_path
-    log.info(f"trained {end - start} iterations in {train_seconds:.0f} s; checkpoint: {ckpt_path}")
+    log.info(f"trained {end - start} iterations in {train_seconds - run.seconds_before:.0f} s; checkpoint: {ckpt_path}")
     if end < cfg.iterations:
         log.info(f"stopped at iteration {end} of {cfg.iterations} (--stop-after); continue with --resume {ckpt_path}")
         summary = {"checkpoint": str(ckpt_path), "iteration": end, "train_seconds": train_seconds}
@@ -365,4 +318,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, "python -m emseg.train")

@@ -7,9 +7,9 @@ reports what is missing or broken, so a long training run does not find it at ho
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import Counter
 
+from ..cli import run as run_cli
 from .synthetic import make_synthetic_voc
 from .voc import VOCSegmentation
 
@@ -46,4 +46,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main, "python -m emseg.data")

@@ -7,6 +7,7 @@ one broken file among ten thousand learns which one.
 
 from __future__ import annotations
 
+import math
 import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -181,9 +182,12 @@ def parse_voc_xml(path: str | os.PathLike) -> VOCAnnotation:
         if text is None:
             raise DataError(path, f"{what}: missing <{tag}>")
         try:
-            return float(text)
+            value = float(text)
         except ValueError:
             raise DataError(path, f"{what}: <{tag}> is {text!r}, not a number") from None
+        if not math.isfinite(value):
+            raise DataError(path, f"{what}: <{tag}> is {text.strip()!r}, not a finite number")
+        return value
 
     size = root.find("size")
     width = height = None

@@ -43,9 +43,11 @@ from tqdm import tqdm
 
 from .io import IGNORE_INDEX, VOCObject, write_mask_png, write_voc_xml
 
-__all__ = ["SYNTHETIC_CLASSES", "make_synthetic_voc", "render_synthetic_image"]
+__all__ = ["SYNTHETIC_CLASSES", "SYNTHETIC_SPLITS", "make_synthetic_voc", "render_synthetic_image"]
 
 SYNTHETIC_CLASSES: tuple[str, ...] = ("background", "disc", "square", "triangle", "star", "ring", "cross")
+#: The image lists the synthetic set writes (train is the first seventh of train_aug).
+SYNTHETIC_SPLITS: tuple[str, ...] = ("train_aug", "train", "val")
 
 _RED, _BLUE, _GREEN, _YELLOW = (200, 45, 40), (45, 75, 205), (40, 160, 65), (220, 195, 45)
 # class -> (base colour, texture)

@@ -155,8 +155,11 @@ class VOCSegmentation(Dataset):
         self.skipped: list[tuple[str, str, str]] = []
         self.list_file = find_list(self.root, split)
 
+        listed = read_id_list(self.list_file)
+        if not listed:
+            raise DataError(self.list_file, "the image list is empty")
         entries = []
-        for image_id in read_id_list(self.list_file):
+        for image_id in listed:
             try:
                 entries.append(self._locate(image_id))
             except DataError as err:
@@ -209,8 +212,17 @@ class VOCSegmentation(Dataset):
                             f"(0..{self.num_classes - 1}) nor {IGNORE_INDEX}")
         return mask
 
-    def _labels_boxes_from_xml(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    def _labels_boxes_from_xml(self, path: Path, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and boxes of the XML, checked against the image: its <size> (when given) and
+        every box reaching into the image."""
         ann = parse_voc_xml(path)
+        if ann.width is not None and (ann.width, ann.height) != (width, height):
+            raise DataError(path, f"<size> says {ann.width}x{ann.height} but the image is {width}x{height}")
+        for k, obj in enumerate(ann.objects):
+            x1, y1, x2, y2 = obj.box
+            if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
+                raise DataError(path, f"object {k} ({obj.name}) has its box {obj.box} entirely outside "
+                                f"the {width}x{height} image")
         labels = np.zeros(self.num_classes, dtype=bool)
         labels[0] = True
         rows = []
@@ -235,7 +247,7 @@ class VOCSegmentation(Dataset):
         if external is not None:
             labels, boxes = external
         elif entry.xml is not None:
-            labels, boxes = self._labels_boxes_from_xml(entry.xml)
+            labels, boxes = self._labels_boxes_from_xml(entry.xml, w, h)
         else:
             assert mask is not None
             labels, boxes = mask_labels(mask, self.num_classes), mask_boxes(mask, self.num_classes)
