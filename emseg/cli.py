@@ -66,6 +66,12 @@ def run(main: Callable[[], object], prog: str) -> None:
 # Checks shared by the CLIs
 
 
+def bars_wanted(no_progress: bool) -> bool:
+    """Progress bars on a terminal; where stderr is a file or a pipe, the tools log lines instead
+    (a bar there is a flood of carriage returns)."""
+    return not no_progress and sys.stderr.isatty()
+
+
 def check_finite_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Every float flag given must be a finite number (argparse's float() accepts nan and inf)."""
     for action in parser._actions:

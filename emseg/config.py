@@ -12,14 +12,14 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from .cli import add_crf_args, check_crf_params, check_finite_flags, crf_params_from_args, resolve_device
+from .cli import add_crf_args, bars_wanted, check_crf_params, check_finite_flags, crf_params_from_args, resolve_device
 from .crf import CRFParams
 from .data.io import MissingDataError
 from .data.synthetic import SYNTHETIC_SPLITS
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from .data.voc import find_list
 from .estep import MODES, EStepConfig, get_mode
-from .models import MODELS
+from .models import MODELS, TORCHVISION_VGG16, torchvision_vgg16_path
 
 #: Defaults that depend on the setting. ``voc`` is the paper's recipe (DeepLab's solver for the
 #: weak nets: batch 20, crop 321, lr 1e-3 with x10 on the classifier, x0.1 every 2000 iterations,
@@ -84,6 +84,7 @@ class TrainConfig:
     eval_batch_size: int = 8
     eval_crf: bool = False
     num_pictures: int = 8
+    eval_interval: int | None = None
     progress: bool = True
     estep: EStepConfig = field(default_factory=EStepConfig)
     crf: CRFParams = field(default_factory=CRFParams)
@@ -138,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--model", choices=MODELS, default=None, help="network (default: small for synthetic, deeplab-largefov for voc)")
     g.add_argument("--width", type=int, default=None, help="channel width of the small model")
     g.add_argument("--dropout", type=float, default=None, help="dropout rate of the head (default: 0.5 for deeplab-largefov, 0.1 for small)")
-    g.add_argument("--pretrained", default=None, help="local ImageNet VGG16 state_dict in torchvision's layout (deeplab-largefov)")
+    g.add_argument("--pretrained", default=None, help="local ImageNet VGG16 state_dict in torchvision's layout (deeplab-largefov); "
+                   f"'{TORCHVISION_VGG16}': torchvision's own file in the torch hub cache ({torchvision_vgg16_path()})")
     g.add_argument("--batch-size", type=int, default=None, help="global batch size (split over the processes)")
     g.add_argument("--crop-size", type=int, default=None, help="side of the random training crop")
     g.add_argument("--scale-min", type=float, default=None, help="smallest random rescaling factor")
@@ -165,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--eval-batch-size", type=int, default=None, help="validation batch size (1 for images of varying size)")
     g.add_argument("--eval-crf", action="store_true", help="also evaluate with dense-CRF refinement at the end")
     g.add_argument("--num-pictures", type=int, default=8, help="validation images drawn as prediction pictures at the end (0: none)")
-    g.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+    g.add_argument("--eval-interval", type=int, default=None, help="also evaluate on the validation split every N iterations (mIoU in metrics.csv; the best checkpoint is kept as best.pth)")
+    g.add_argument("--no-progress", action="store_true", help="no tqdm progress bars (there are none when stderr is not a terminal: log lines instead)")
     add_crf_args(p, "the preset (synthetic: scaled to 64-pixel images; voc: DeepLab-LargeFOV's)")
     return p
 
@@ -175,6 +178,7 @@ def config_from_args(argv: list[str] | None = None) -> TrainConfig:
     parser = build_parser()
     a = parser.parse_args(argv)
     preset = a.preset or ("voc" if a.data_root else "synthetic")
+    given_train_split = a.train_split
     for key, value in PRESETS[preset].items():
         if key != "crf" and getattr(a, key, None) is None:
             setattr(a, key, value)
@@ -212,8 +216,15 @@ def config_from_args(argv: list[str] | None = None) -> TrainConfig:
         err("--seg-box-prob must be in (0, 1)")
     if a.pretrained and a.model != "deeplab-largefov":
         err("--pretrained loads VGG16 weights: use it with --model deeplab-largefov")
+    if a.pretrained == TORCHVISION_VGG16:
+        a.pretrained = str(torchvision_vgg16_path())
+        if not Path(a.pretrained).is_file():
+            err(f"--pretrained {TORCHVISION_VGG16}: torchvision's VGG16 ImageNet weights are expected at {a.pretrained} "
+                "(nothing is downloaded: copy vgg16-397923af.pth there from a machine where torchvision fetched it)")
     if a.pretrained and not Path(a.pretrained).is_file():
         err(f"--pretrained {a.pretrained}: no such file (give a local torchvision VGG16 state_dict)")
+    if a.eval_interval is not None and a.eval_interval < 1:
+        err("--eval-interval must be >= 1")
     if a.resume and not Path(a.resume).is_file():
         err(f"--resume {a.resume}: no such file")
     if a.data_root and not Path(a.data_root).is_dir():
@@ -224,13 +235,18 @@ def config_from_args(argv: list[str] | None = None) -> TrainConfig:
     check_finite_flags(parser, a)
     if Path(a.output_dir).exists() and not Path(a.output_dir).is_dir():
         err(f"--output-dir {a.output_dir}: exists and is not a folder")
+    if a.data_root and a.train_split == "train_aug" and given_train_split is None and not _has_list(a.data_root, "train_aug"):
+        # VOC 2012 without SBD: its own segmentation training list
+        if _has_list(a.data_root, "train"):
+            print(f"emseg: {a.data_root} has no train_aug list (SBD's augmented set): training on 'train' instead")
+            a.train_split = "train"
     for flag, split in (("--train-split", a.train_split), ("--val-split", a.val_split)):
         _check_split(err, flag, split, a.data_root)
     _check_crop_memory(err, a.batch_size, a.crop_size)
     estep = EStepConfig(**{f.name: getattr(a, f.name) for f in fields(EStepConfig) if hasattr(a, f.name)})
     given = {f.name: getattr(a, f.name) for f in fields(TrainConfig) if hasattr(a, f.name)}
     given.update(
-        preset=preset, progress=not a.no_progress, estep=estep,
+        preset=preset, progress=bars_wanted(a.no_progress), estep=estep,
         crf=crf_params_from_args(a, PRESETS[preset]["crf"]),
         data_root_resolved=str(Path(a.synthetic_dir)) if not a.data_root else str(a.data_root),
     )
@@ -240,6 +256,14 @@ def config_from_args(argv: list[str] | None = None) -> TrainConfig:
 
 # ---------------------------------------------------------------------------------------------
 # Checks shared by the CLIs
+
+
+def _has_list(root: str, split: str) -> bool:
+    try:
+        find_list(root, split)
+    except MissingDataError:
+        return False
+    return True
 
 
 def _check_split(err, flag: str, split: str, data_root: str | None) -> None:
@@ -267,7 +291,7 @@ def _check_crop_memory(err, batch_size: int, crop_size: int) -> None:
 
 #: TrainConfig fields a resumed run may change: they do not change what it computes.
 RESUME_MAY_CHANGE = frozenset({
-    "resume", "stop_after", "workers", "progress", "output_dir", "num_pictures", "eval_crf", "eval_batch_size",
+    "resume", "stop_after", "workers", "progress", "output_dir", "num_pictures", "eval_crf", "eval_batch_size", "eval_interval",
     "log_interval", "checkpoint_interval", "label_cache", "device", "data_root", "data_root_resolved",
 })
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .cli import add_crf_args, check_finite_flags, crf_for_checkpoint, resolve_device, run as run_cli
+from .cli import add_crf_args, bars_wanted, check_finite_flags, crf_for_checkpoint, resolve_device, run as run_cli
 from .checkpoint import load_model_from_checkpoint
 from .crf import CRF
 from .data import EvalTransform, VOCSegmentation, collate
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
     loader = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate)
     crf = crf_for_checkpoint(parser, args, train_args)
     names = list(getattr(ds, "class_names", None) or getattr(ds.dataset, "class_names"))
-    cm, cm_crf = evaluate(model, loader, len(names), device, crf, progress=not args.no_progress)
+    cm, cm_crf = evaluate(model, loader, len(names), device, crf, progress=bars_wanted(args.no_progress))
     print(f"{split}: {len(ds)} images")
     print(cm.table(names))
     result = {"miou": cm.miou(), "iou": cm.iou().tolist()}

@@ -111,7 +111,7 @@ class MetricsLog:
             return None
         with open(self.path, newline="") as f:
             rows = list(csv.DictReader(f))
-        return [r for r in rows if r.get("loss") and r.get("iteration", "").isdigit() and int(r["iteration"]) <= iteration]
+        return [r for r in rows if r.get("iteration", "").isdigit() and int(r["iteration"]) <= iteration]
 
     def write(self, **row) -> None:
         if not self.enabled:
@@ -124,7 +124,7 @@ class MetricsLog:
                     self.tb.add_scalar(k, v, row["iteration"])
 
     def close(self) -> None:
-        if self.enabled:
+        if self.enabled and not self.file.closed:
             self.file.close()
             if self.tb is not None:
                 self.tb.close()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .cli import add_crf_args, check_finite_flags, crf_for_checkpoint, resolve_device, run as run_cli
+from .cli import add_crf_args, bars_wanted, check_finite_flags, crf_for_checkpoint, resolve_device, run as run_cli
 from .checkpoint import load_model_from_checkpoint
 from .data.io import read_image, write_mask_png
 from .inference import predict_image
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for f in tqdm(files, desc="predict", dynamic_ncols=True):
+    for f in tqdm(files, desc="predict", disable=not bars_wanted(False), dynamic_ncols=True):
         image = read_image(f)
         labels = predict_image(model, image, train_args["mean"], train_args["std"], device, crf)
         write_mask_png(out / f"{f.stem}.png", labels)

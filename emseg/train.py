@@ -31,15 +31,15 @@ from tqdm import tqdm
 from .cli import run as run_cli
 from .checkpoint import TRAINING_KEYS, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig, check_resume, config_from_args, config_to_dict
-from .crf import make_crf
+from .crf import CRF, make_crf
 from .data import EvalTransform, VOCSegmentation, collate
 from .distributed import DistInfo, init_distributed, setup_logging
 from .estep import IGNORE_INDEX, Mode, get_mode, make_targets
 from .evaluate import evaluate
-from .metrics import MetricsLog
+from .metrics import ConfusionMatrix, MetricsLog
 from .models import build_model
 from .training_data import TrainingData, prepare_data, training_data
-from .visualize import draw_validation_pictures
+from .visualize import draw_validation_pictures, plot_curves
 
 log = logging.getLogger("emseg")
 
@@ -115,6 +115,7 @@ class Run:
     running: torch.Tensor
     window: int = 0
     seconds_before: float = 0.0  #: training time of the invocations before a resume
+    best_miou: float = -1.0  #: the best validation mIoU so far (best.pth holds its weights)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -167,6 +168,7 @@ def setup(cfg: TrainConfig) -> tuple[Run, int]:
         run.running.fill_(ckpt["loss_window"]["sum"])
         run.window = ckpt["loss_window"]["count"]
         run.seconds_before = ckpt["seconds"]
+        run.best_miou = ckpt.get("best_miou", -1.0)
     log.info(
         f"mode {mode.name} ({mode.summary}); {data.num_strong} strong + {data.num_weak} weak images, "
         f"{data.strong_per_batch}/{cfg.batch_size} strong per batch; model {cfg.model}; {cfg.iterations} iterations "
@@ -175,7 +177,7 @@ def setup(cfg: TrainConfig) -> tuple[Run, int]:
     return run, start
 
 
-def save(run: Run, it: int, seconds: float) -> None:
+def save(run: Run, it: int, seconds: float, path: Path | None = None) -> None:
     """Checkpoint after ``it`` iterations: model, optimiser, schedule, sampler position, every
     process's RNG state, the open log window and the run's arguments (written by the main
     process, atomically). Parameters that are no longer finite are never written."""
@@ -202,11 +204,12 @@ def save(run: Run, it: int, seconds: float) -> None:
             "iteration": it,
             "loss_window": {"sum": float(run.running), "count": run.window},
             "seconds": seconds,
+            "best_miou": run.best_miou,
             "num_classes": run.data.dataset.num_classes,
             "class_names": list(run.data.dataset.class_names),
             "args": config_to_dict(run.cfg),
         },
-        run.checkpoint_path,
+        path or run.checkpoint_path,
     )
 
 
@@ -259,22 +262,47 @@ def train_steps(run: Run, start: int, end: int, metrics: MetricsLog) -> float:
             metrics.write(iteration=done, loss=mean_loss, lr=lr, seconds=round(time.time() - t0, 2))
             run.running.zero_()
             run.window = 0
+        if cfg.eval_interval and done % cfg.eval_interval == 0 and done < cfg.iterations:
+            _, cm, _ = validate(run)
+            metrics.write(iteration=done, miou=cm.miou())
+            keep_best(run, done, cm.miou(), time.time() - t0)
+            log.info(f"it {done}/{cfg.iterations}  {cfg.val_split} mIoU {100 * cm.miou():.1f} %")
+            run.net.train()
         if checkpoint:
             save(run, done, time.time() - t0)
     bar.close()
     return time.time() - t0
 
 
-def final_evaluation(run: Run, metrics: MetricsLog, train_seconds: float) -> dict:
-    """mIoU on the validation split (every world_size-th image per process), with the CRF when
-    asked, plus the pictures and summary.json; returns the summary."""
-    cfg, info, out = run.cfg, run.info, run.out
-    num_classes = run.data.dataset.num_classes
+def validate(run: Run, crf: CRF | None = None) -> tuple[VOCSegmentation, ConfusionMatrix, ConfusionMatrix | None]:
+    """Confusion matrices on the validation split (every world_size-th image per process, summed),
+    also after refinement with ``crf`` when given."""
+    cfg, info = run.cfg, run.info
     val = VOCSegmentation(cfg.data_root_resolved, cfg.val_split, transform=EvalTransform(cfg.mean, cfg.std))
     part = torch.utils.data.Subset(val, range(info.rank, len(val), info.world_size))
-    vloader = torch.utils.data.DataLoader(part, batch_size=cfg.eval_batch_size, num_workers=cfg.workers, collate_fn=collate)
+    # its own generator: validating must not draw from the training's random stream
+    vloader = torch.utils.data.DataLoader(part, batch_size=cfg.eval_batch_size, num_workers=cfg.workers,
+                                          collate_fn=collate, generator=torch.Generator())
+    cm, cm_crf = evaluate(run.model, vloader, run.data.dataset.num_classes, run.device, crf, amp=run.use_amp,
+                          progress=cfg.progress and info.main)
+    return val, cm, cm_crf
+
+
+def keep_best(run: Run, it: int, miou: float, seconds: float) -> None:
+    """best.pth beside checkpoint.pth: the weights of the best validation mIoU so far."""
+    if miou > run.best_miou:
+        run.best_miou = miou
+        save(run, it, seconds, run.out / "best.pth")
+
+
+def final_evaluation(run: Run, metrics: MetricsLog, train_seconds: float) -> dict:
+    """mIoU on the validation split, with the CRF when asked, plus the pictures, curves.png and
+    summary.json; returns the summary."""
+    cfg, info, out = run.cfg, run.info, run.out
     crf = make_crf(cfg.crf) if cfg.eval_crf else None
-    cm, cm_crf = evaluate(run.model, vloader, num_classes, run.device, crf, amp=run.use_amp, progress=cfg.progress and info.main)
+    val, cm, cm_crf = validate(run, crf)
+    if cfg.eval_interval:
+        keep_best(run, cfg.iterations, cm.miou(), train_seconds)
     summary = {"checkpoint": str(run.checkpoint_path), "miou": cm.miou(), "iou": cm.iou().tolist(), "train_seconds": train_seconds}
     metrics.write(iteration=cfg.iterations, miou=cm.miou(), miou_crf=cm_crf.miou() if cm_crf else "")
     if not info.main:
@@ -288,6 +316,13 @@ def final_evaluation(run: Run, metrics: MetricsLog, train_seconds: float) -> dic
         draw_validation_pictures(run.model, val, range(min(cfg.num_pictures, len(val))), pics, run.device, crf)
         summary["pictures"] = str(pics)
         log.info(f"pictures (image | ground truth | prediction): {pics}")
+    if cfg.eval_interval:
+        summary.update(best_miou=run.best_miou, best_checkpoint=str(out / "best.pth"))
+        log.info(f"best {cfg.val_split} mIoU {100 * run.best_miou:.1f} %: {out / 'best.pth'}")
+    metrics.close()  # curves.png reads the whole file
+    if plot_curves(metrics.path, out / "curves.png"):
+        summary["curves"] = str(out / "curves.png")
+        log.info(f"loss and mIoU curves: {out / 'curves.png'}")
     log.info(f"checkpoint: {run.checkpoint_path}")
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Iterable
 
@@ -58,3 +59,31 @@ def draw_validation_pictures(model, dataset, indices: Iterable[int], out: Path, 
             panels.append(overlay(image, refined))
         write_mask_png(out / f"{s['id']}.png", pred)
         write_rgb(out / f"{s['id']}_overlay.jpg", side_by_side(panels))
+
+
+def plot_curves(metrics_csv: Path, out: Path) -> bool:
+    """``out``: the training loss and the validation mIoU over the iterations of a metrics.csv.
+    Needs matplotlib; returns False (and draws nothing) without it."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    with open(metrics_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    loss = [(int(r["iteration"]), float(r["loss"])) for r in rows if r.get("loss")]
+    miou = [(int(r["iteration"]), 100 * float(r["miou"])) for r in rows if r.get("miou")]
+    fig, (ax_loss, ax_miou) = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, points, title in ((ax_loss, loss, "training loss"), (ax_miou, miou, "validation mIoU %")):
+        if points:
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, marker="o" if len(points) < 20 else None)
+        ax.set_xlabel("iteration")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return True

@@ -257,6 +257,8 @@ def test_read_id_list_formats(tmp_path):
 def test_collate_pads_images_masks_and_boxes(voc_copy):
     big = np.zeros((36, 50, 3), np.uint8)
     _write_jpg(voc_copy / "JPEGImages/2009_000004.jpg", big)
+    xml = voc_copy / "Annotations/2009_000004.xml"  # its <size> must say the new size
+    xml.write_text(xml.read_text().replace("<width>40</width><height>30</height>", "<width>50</width><height>36</height>"))
     ds = VOCSegmentation(voc_copy, "train_aug")
     samples = [ds[0], ds[1], ds[3]]
     batch = collate(samples)

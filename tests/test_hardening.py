@@ -16,26 +16,19 @@ import emseg.train as train_mod
 from emseg.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from emseg.cli import user_message
 from emseg.config import config_from_args
-from emseg.data import DataError, VOCSegmentation, make_synthetic_voc
+from emseg.data import DataError, VOCSegmentation
 from emseg.data.io import parse_voc_xml
 from emseg.data.__main__ import main as data_main
 from emseg.evaluate import main as evaluate_main
 from emseg.metrics import MetricsLog
 from emseg.train import main as train_main
 
-from test_train import base_args
+from conftest import small_args
 
 
 @pytest.fixture(scope="module")
-def synthetic(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data") / "syn"
-    make_synthetic_voc(root, num_train=24, num_val=8, image_size=48, seed=1, progress=False)
-    return root
-
-
-def small_args(root, out, **extra):
-    return base_args(root, out, **{"--synthetic-train": 24, "--synthetic-val": 8, "--synthetic-size": 48,
-                                   "--crop-size": 48, "--iterations": 4, **extra})
+def synthetic(small_synthetic):
+    return small_synthetic
 
 
 def copy_of(root: Path, tmp_path: Path) -> Path:

@@ -10,9 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
+import emseg.training_data
 from emseg.checkpoint import load_checkpoint
 from emseg.config import build_parser, config_from_args
 from emseg.train import main as train_main
+
+from conftest import base_args
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,19 +28,6 @@ def synthetic(tmp_path_factory):
     root = tmp_path_factory.mktemp("data") / "syn"
     make_synthetic_voc(root, num_train=96, num_val=24, image_size=64, seed=0, progress=False)
     return root
-
-
-def base_args(root, out, **extra):
-    args = {
-        "--synthetic-dir": root, "--synthetic-train": 96, "--synthetic-val": 24, "--synthetic-size": 64,
-        "--crop-size": 64, "--batch-size": 4, "--width": 8, "--workers": 0, "--output-dir": out,
-        "--num-pictures": 0, "--eval-batch-size": 8, "--log-interval": 1, "--label-cache": Path(out).parent / "labels",
-    }
-    args.update(extra)
-    argv = ["--no-progress"]
-    for k, v in args.items():
-        argv += [k, str(v)] if v is not True else [k]
-    return argv
 
 
 def test_short_weak_run_learns(synthetic, tmp_path):
@@ -156,8 +146,6 @@ def test_help_explains_every_flag():
 def test_fixed_labels_are_cached_and_bbox_seg_uses_the_crf(synthetic, tmp_path, monkeypatch):
     """Bbox-Seg estimates its labels once (through the CRF hook; a stand-in here), caches them
     keyed by its parameters and reuses them."""
-    import emseg.train as train_mod
-
     calls = []
 
     def stand_in(params):
@@ -166,7 +154,7 @@ def test_fixed_labels_are_cached_and_bbox_seg_uses_the_crf(synthetic, tmp_path, 
             return torch.softmax(-unary, 1)
         return crf
 
-    monkeypatch.setattr(train_mod, "make_crf", stand_in)
+    monkeypatch.setattr(emseg.training_data, "make_crf", stand_in)
     common = {"--mode": "bbox-seg", "--iterations": 2, "--strong": 16}
     train_main(base_args(synthetic, tmp_path / "a", **common))
     caches = list((tmp_path / "labels").glob("bbox-seg-*"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from ..cli import run as run_cli
+from ..cli import bars_wanted, run as run_cli
 from .synthetic import make_synthetic_voc
 from .voc import VOCSegmentation
 
@@ -31,11 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "synthetic":
-        root = make_synthetic_voc(args.root, args.train, args.val, args.size, args.seed)
+        root = make_synthetic_voc(args.root, args.train, args.val, args.size, args.seed, progress=bars_wanted(False))
         print(f"synthetic set ready: {root}")
         return 0
 
-    ds = VOCSegmentation(args.root, args.split, skip_corrupt=True, progress=True)
+    ds = VOCSegmentation(args.root, args.split, skip_corrupt=True, progress=bars_wanted(False))
     print(ds)
     for image_id, path, reason in ds.skipped:
         print(f"  {image_id}: {path}: {reason}")

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import torch
 from torch import nn
 
 from .deeplab import DeepLabLargeFOV, DeepLabSmall, convert_vgg16_state_dict, load_vgg16_weights
 
 #: Model names accepted by :func:`build_model` and the ``--model`` flag.
 MODELS = ("deeplab-largefov", "small")
+
+#: ``--pretrained`` value naming torchvision's VGG16 ImageNet file in the torch hub cache.
+TORCHVISION_VGG16 = "torchvision"
+_TORCHVISION_VGG16_FILE = "vgg16-397923af.pth"  # torchvision's VGG16_Weights.IMAGENET1K_V1
+
+
+def torchvision_vgg16_path() -> Path:
+    """Where torchvision keeps its VGG16 ImageNet weights once fetched: the torch hub cache
+    (``$TORCH_HOME/hub/checkpoints``, by default ``~/.cache/torch/hub/checkpoints``)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / _TORCHVISION_VGG16_FILE
 
 
 def build_model(
@@ -30,6 +43,8 @@ def build_model(
 
 __all__ = [
     "MODELS",
+    "TORCHVISION_VGG16",
+    "torchvision_vgg16_path",
     "build_model",
     "DeepLabLargeFOV",
     "DeepLabSmall",
