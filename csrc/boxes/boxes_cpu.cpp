@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "boxes/boxes.h"
-#include "boxes/validate.h"
+#include "boxes/boxes_checks.h"
 #include "estep/estep.h"
 
 namespace emseg {

@@ -7,7 +7,7 @@
 #include <torch/library.h>
 
 #include "boxes/boxes_cuda.h"
-#include "boxes/validate.h"
+#include "boxes/boxes_checks.h"
 #include "common/cuda_types.h"
 
 namespace emseg {

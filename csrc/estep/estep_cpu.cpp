@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "estep/estep.h"
-#include "estep/validate.h"
+#include "estep/estep_checks.h"
 
 namespace emseg {
 namespace estep {

@@ -8,7 +8,7 @@
 
 #include "common/cuda_types.h"
 #include "estep/estep_cuda.h"
-#include "estep/validate.h"
+#include "estep/estep_checks.h"
 
 namespace emseg {
 namespace estep {

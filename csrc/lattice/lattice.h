@@ -138,15 +138,17 @@ EMSEG_HD bool keys_equal(const int32_t* a, const int32_t* b, int d) {
 
 // Insert entry `e` (its key at keys + e*d) and return the entry that owns the key: `e` itself when it
 // was first, else the earlier owner; kEmpty when the table is full (the caller retries bigger).
-// Lock-free: a slot goes from kEmpty to an entry id once, by CAS, and the owner's key was written
-// before any insertion started, so reading it is race-free. `mask` = capacity - 1 (a power of two).
+// Lock-free: a slot goes from kEmpty to an entry id once, by CAS (read with an atomic load, since
+// a CAS may be under way), and the owner's key was written before any insertion started, so
+// reading it is race-free. `mask` = capacity - 1 (a power of two).
 // `created` counts new keys so the caller can tell when the table got too full.
 EMSEG_HD int32_t hash_insert(int32_t* table, uint32_t mask, const int32_t* keys, int d, int32_t e,
                              int32_t* created) {
   const int32_t* key = keys + static_cast<int64_t>(e) * d;
   uint32_t slot = hash_key(key, d) & mask;
   for (uint32_t probe = 0; probe <= mask; ++probe) {
-    int32_t owner = table[slot];
+    // Atomic: another thread's CAS may be writing this slot right now.
+    int32_t owner = atomic_load(&table[slot]);
     if (owner == kEmpty) {
       owner = atomic_cas(&table[slot], kEmpty, e);
       if (owner == kEmpty) {

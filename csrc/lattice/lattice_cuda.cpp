@@ -3,7 +3,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
-#include "lattice/cuda_lattice.h"
+#include "lattice/lattice_cuda_torch.h"
 #include "lattice/lattice_checks.h"
 
 namespace emseg {
@@ -24,7 +24,8 @@ at::Tensor permutohedral_filter_cuda(const at::Tensor& values_in, const at::Tens
   for (int64_t n = 0; n < N; ++n) {
     const lattice::CudaLattice lat(features[n]);
     at::Tensor r = lat.filter(values[n]);
-    if (normalize) r = r / lat.filter(at::ones({P, 1}, values.options()));
+    // x * (1 / norm), as the CPU binding computes it.
+    if (normalize) r = r * at::reciprocal(lat.filter(at::ones({P, 1}, values.options())));
     out[n].copy_(r);
   }
   return batched ? out : out.squeeze(0);
