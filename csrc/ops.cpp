@@ -19,6 +19,8 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include "common/library.h"
+
 extern "C" {
 // Importing emseg._C only has to run the static registrations below; the module has no functions.
 PyObject* PyInit__C(void) {
@@ -27,7 +29,7 @@ PyObject* PyInit__C(void) {
 }
 }
 
-TORCH_LIBRARY(emseg, m) {
+EMSEG_TORCH_LIBRARY(EMSEG_LIBRARY, m) {
   // ---- E-step (csrc/estep) ----
   m.def("em_fixed(Tensor scores, Tensor present, float fg_bias=5.0, float bg_bias=3.0, "
         "bool suppress_absent=False) -> Tensor");

@@ -3,6 +3,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "common/library.h"
+
 #include <memory>
 #include <optional>
 #include <vector>
@@ -190,4 +192,4 @@ at::Tensor dense_crf_cpu(const at::Tensor& unary_in, const at::Tensor& image_in,
 }  // namespace
 }  // namespace emseg
 
-TORCH_LIBRARY_IMPL(emseg, CPU, m) { m.impl("dense_crf", &emseg::dense_crf_cpu); }
+EMSEG_CPU_LIBRARY_IMPL(m) { m.impl("dense_crf", &emseg::dense_crf_cpu); }

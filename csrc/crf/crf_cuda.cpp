@@ -7,6 +7,8 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "common/library.h"
+
 #include <optional>
 #include <vector>
 
@@ -23,8 +25,7 @@ at::Tensor dense_crf_cuda(const at::Tensor& unary_in, const at::Tensor& image_in
                           const at::Tensor& compat_in, c10::ArrayRef<double> pos_std,
                           c10::ArrayRef<double> bi_std, int64_t iterations,
                           const std::optional<at::Tensor>& sizes, bool logits) {
-  TORCH_CHECK(unary_in.is_cuda(), "unary must be a CUDA tensor for the CUDA kernel, got ",
-              unary_in.device());
+  check_cuda_binding_device(unary_in, "unary");
   const DenseCrfPlan plan =
       check_dense_crf_inputs(unary_in, image_in, compat_in, pos_std, bi_std, iterations, sizes);
   const c10::cuda::CUDAGuard guard(unary_in.device());
@@ -107,4 +108,4 @@ at::Tensor dense_crf_cuda(const at::Tensor& unary_in, const at::Tensor& image_in
 }  // namespace
 }  // namespace emseg
 
-TORCH_LIBRARY_IMPL(emseg, CUDA, m) { m.impl("dense_crf", &emseg::dense_crf_cuda); }
+EMSEG_CUDA_LIBRARY_IMPL(m) { m.impl("dense_crf", &emseg::dense_crf_cuda); }

@@ -217,7 +217,9 @@ EMSEG_HD int64_t chunk_offset(int64_t i, int64_t c, int64_t P, int W) {
 // Host builds spell the W-wide row arithmetic with GCC/Clang vector types: left to itself the
 // compiler vectorises these gathers across rows (with shuffles) and runs 3-4x slower. CUDA threads
 // work one float at a time, so device code (and any other compiler) takes the scalar loops.
-#if defined(__GNUC__) && !defined(__CUDACC__)
+// EMSEG_NO_HOST_SIMD makes a host build take them too, so the CPU tests cover the device's bodies
+// (tests/gpu_on_cpu).
+#if defined(__GNUC__) && !defined(__CUDACC__) && !defined(EMSEG_NO_HOST_SIMD)
 #define EMSEG_HOST_SIMD 1
 typedef float vf4 __attribute__((vector_size(16), aligned(4)));  // unaligned 4-float row piece
 typedef int32_t vi4 __attribute__((vector_size(16), aligned(4)));

@@ -4,6 +4,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "common/library.h"
+
 #include <algorithm>
 #include <atomic>
 #include <memory>
@@ -280,6 +282,6 @@ at::Tensor permutohedral_filter_cpu(const at::Tensor& values_in, const at::Tenso
 }  // namespace
 }  // namespace emseg
 
-TORCH_LIBRARY_IMPL(emseg, CPU, m) {
+EMSEG_CPU_LIBRARY_IMPL(m) {
   m.impl("permutohedral_filter", &emseg::permutohedral_filter_cpu);
 }
