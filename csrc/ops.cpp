@@ -2,9 +2,9 @@
 // csrc/<family>/<family>_{cpu,cuda}.cpp; fake (meta) kernels live in emseg/ops.py.
 //
 // Every family has the same files (<f> = estep, boxes, lattice, crf):
-//   <f>.h          per-element math, host + device        <f>_checks.h   input checks, both bindings
-//   <f>_cpu.cpp    CPU kernels + CPU registration          <f>_cuda.cu    torch-free CUDA kernels
-//   <f>_cuda.h     their launchers                         <f>_cuda.cpp   CUDA binding + registration
+//   <f>.h         per-element math, host + device    <f>_checks.h   input checks, both bindings
+//   <f>_cpu.cpp   CPU kernels + CPU registration      <f>_cuda.cu    torch-free CUDA kernels
+//   <f>_cuda.h    their launchers                     <f>_cuda.cpp   CUDA binding + registration
 // plus lattice_cpu.h (CpuLattice), lattice_cuda_torch.h (CudaLattice, built with torch tensors) and
 // crf_features.h, shared by the lattice and CRF bindings.
 //

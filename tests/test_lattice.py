@@ -113,6 +113,16 @@ def test_cuda_matches_cpu(device, d, normalize):
     torch.testing.assert_close(gpu, cpu, rtol=1e-4, atol=1e-5)
 
 
+# Past 65535 chunks of 8 channels the chunks no longer fit one launch's grid along y.
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+def test_cuda_matches_cpu_past_65535_chunks(device):
+    g = torch.Generator().manual_seed(9)
+    v = torch.rand(3, 65535 * 8 + 5, generator=g)
+    f = torch.rand(3, 2, generator=g)
+    cpu = permutohedral_filter(v, f)
+    torch.testing.assert_close(run_on(device, permutohedral_filter, v, f), cpu, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_opcheck(device):
     f, v = _points(3, p=64, seed=8)

@@ -25,8 +25,8 @@ inline void check_boxes(const at::Tensor& boxes, const char* op, int64_t num_cla
                         std::get<0>(range), std::get<1>(range)}),
              [name, num_classes](const double* v) {
                TORCH_CHECK(v[0] != 0, name, "[..., 4] (class) must hold whole numbers");
-               TORCH_CHECK(v[1] >= -1, name, "[..., 4] (class) must be >= -1 (-1 marks padding), got ",
-                           v[1]);
+               TORCH_CHECK(v[1] >= -1, name,
+                           "[..., 4] (class) must be >= -1 (-1 marks padding), got ", v[1]);
                TORCH_CHECK(num_classes < 0 || v[2] < num_classes, name,
                            "[..., 4] (class) must be < C = ", num_classes,
                            " (the number of score channels), got ", v[2]);

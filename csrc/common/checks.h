@@ -69,10 +69,12 @@ class ValueChecks {
   // One min/max pass: NaN propagates through both and infinities are the extremes. (isfinite(t)
   // .all() first writes a bool tensor as large as t: 10x slower on a [20, 21, 321, 321] batch.)
   // `extremes`, when given, receives (min, max) for further checks.
-  void finite(const at::Tensor& t, std::string name, std::function<void(double, double)> extremes = {}) {
+  void finite(const at::Tensor& t, std::string name,
+              std::function<void(double, double)> extremes = {}) {
     if (t.numel() == 0) return;
     const auto mm = at::aminmax(t);
-    add(at::stack({std::get<0>(mm), std::get<1>(mm)}), [name = std::move(name), extremes](const double* v) {
+    add(at::stack({std::get<0>(mm), std::get<1>(mm)}),
+        [name = std::move(name), extremes](const double* v) {
       TORCH_CHECK(std::isfinite(v[0]) && std::isfinite(v[1]), name,
                   " contains NaN or infinite values; expected finite numbers");
       if (extremes) extremes(v[0], v[1]);
@@ -95,12 +97,6 @@ class ValueChecks {
   std::vector<at::Tensor> values_;
   std::vector<std::function<void(const double*)>> checks_;
 };
-
-inline void check_finite(const at::Tensor& t, const char* name) {
-  ValueChecks checks;
-  checks.finite(t, name);
-  checks.run();
-}
 
 inline void check_range(double value, const char* name, double lo, double hi, const char* expect) {
   TORCH_CHECK(value >= lo && value <= hi, name, " must be ", expect, ", got ", value);

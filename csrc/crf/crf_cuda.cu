@@ -1,5 +1,6 @@
 // CUDA mean-field update and symmetric normalisation: one thread per pixel, running crf.h's
-// per-pixel functions (the same code the CPU kernel loops over). Torch-free; the binding is crf_cuda.cpp.
+// per-pixel functions (the same code the CPU kernel loops over). Torch-free; the binding is
+// crf_cuda.cpp.
 #include <cuda_runtime.h>
 
 #include "common/cuda_launch.h"

@@ -109,15 +109,16 @@ cudaError_t embed(const float* features, int64_t P, int d, int32_t* keys, float*
   if (P == 0) return cudaSuccess;
   Scales scale{};
   for (int j = 1; j <= d; ++j) scale.s[j - 1] = embed_scale(j, d);
-  embed_kernel<<<blocks_for(P, kThreads), kThreads, 0, stream>>>(features, P, d, scale, keys, bary);
+  embed_kernel<<<blocks_for(P, kThreads), kThreads, 0, stream>>>(features, P, d, scale, keys,
+                                                                  bary);
   return cudaGetLastError();
 }
 
 cudaError_t insert(int32_t* table, uint32_t capacity, const int32_t* keys, int d, int64_t E,
                    int32_t* owner, int32_t* created, cudaStream_t stream) {
   if (E == 0) return cudaSuccess;
-  insert_kernel<<<blocks_for(E, kThreads), kThreads, 0, stream>>>(table, capacity - 1, keys, d, E, owner,
-                                                          created);
+  insert_kernel<<<blocks_for(E, kThreads), kThreads, 0, stream>>>(table, capacity - 1, keys, d, E,
+                                                                    owner, created);
   return cudaGetLastError();
 }
 
@@ -125,8 +126,8 @@ cudaError_t neighbours(int32_t M, int d, const int32_t* owner_of_vertex, const i
                        uint32_t capacity, const int32_t* keys, const int32_t* entry_vertex,
                        int32_t* nbr, cudaStream_t stream) {
   if (M == 0) return cudaSuccess;
-  neighbours_kernel<<<blocks_for(M, kThreads), kThreads, 0, stream>>>(M, d, owner_of_vertex, table,
-                                                              capacity - 1, keys, entry_vertex, nbr);
+  neighbours_kernel<<<blocks_for(M, kThreads), kThreads, 0, stream>>>(
+      M, d, owner_of_vertex, table, capacity - 1, keys, entry_vertex, nbr);
   return cudaGetLastError();
 }
 

@@ -47,7 +47,8 @@ class CudaLattice {
     vert_ = entry_vertex.index_select(0, owner.to(at::kLong)).contiguous();
     // Owner entry of each vertex: owners scatter their entry id to their vertex, the others to a
     // spare slot M (nonzero would sync to learn its output size).
-    const at::Tensor slot = at::where(is_owner, entry_vertex, at::full({}, M_, iopts)).to(at::kLong);
+    const at::Tensor slot =
+        at::where(is_owner, entry_vertex, at::full({}, M_, iopts)).to(at::kLong);
     at::Tensor owner_of_vertex =
         at::empty({int64_t(M_) + 1}, iopts).scatter_(0, slot, at::arange(E, iopts)).slice(0, 0, M_);
     // Splat lists: entries grouped by vertex, entry order kept within each group.

@@ -24,8 +24,8 @@ struct ThreadTeam {
   template <typename T>
   void min(T* address, T value) const {
     T seen = __atomic_load_n(address, __ATOMIC_RELAXED);
-    while (value < seen &&
-           !__atomic_compare_exchange_n(address, &seen, value, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    while (value < seen && !__atomic_compare_exchange_n(address, &seen, value, true,
+                                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
     }
   }
 };
