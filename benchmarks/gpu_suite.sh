@@ -5,12 +5,12 @@
 #   bash benchmarks/gpu_suite.sh OUT_DIR
 #
 # Steps, each under its own timeout (seconds, in brackets; 480 in all, none near the 10 minutes a
-# lent machine allows one command): record the machine [20]; build and install the CUDA extension
-# for the visible GPU's architecture [150]; require emseg.cuda_available() [20]; the CUDA tests
+# lent machine allows one command): record the machine [30]; build and install the CUDA extension
+# for the visible GPU's architecture [150]; require emseg.cuda_available() [30]; the CUDA tests
 # (tests/ -k cuda: parity with the CPU ops, opcheck, devices; they must run, not skip) [90];
 # compute-sanitizer memcheck [45], racecheck [45], synccheck [30] and initcheck [30] on a short
 # subset that calls every op on small inputs (tests/ -k 'cuda and opcheck'); the CUDA benchmarks
-# into OUT_DIR/bench.json [50]. A failing or timed-out step does not stop the others; the exit
+# into OUT_DIR/bench.json [30]. A failing or timed-out step does not stop the others; the exit
 # status is non-zero when any failed. OUT_DIR/summary.txt holds every step's result, time and the
 # last lines of its log (summary.json the same as data); the logs are env.txt, build.log,
 # tests.log, sanitizer.log and bench.log.
@@ -91,10 +91,10 @@ assert emseg.cuda_available(), 'emseg.cuda_available() is False: the CUDA tests 
 SANITIZE=(compute-sanitizer --error-exitcode 1 --print-limit 20)
 SUBSET=("${PYTEST[@]}" tests -q -k "${SANITIZER_K}")
 
-run_step "environment" env.txt 20 record_env
+run_step "environment" env.txt 30 record_env
 run_step "build (EMSEG_CUDA=ON pip install .)" build.log 150 \
   env EMSEG_CUDA=ON "$PYTHON" -m pip install --no-build-isolation --no-deps -v .
-run_step "CUDA kernels registered and a GPU visible" build.log 20 check_cuda_kernels
+run_step "CUDA kernels registered and a GPU visible" build.log 30 check_cuda_kernels
 run_step "CUDA tests (tests/ -k cuda)" tests.log 90 "${PYTEST[@]}" tests -ra -k cuda
 # The caching allocator would hide out-of-bounds accesses inside its blocks from memcheck and
 # leave initcheck blind to reads of memory torch allocated earlier.
@@ -106,7 +106,7 @@ run_step "compute-sanitizer synccheck (-k '${SANITIZER_K}')" sanitizer.log 30 \
   "${SANITIZE[@]}" --tool synccheck "${SUBSET[@]}"
 run_step "compute-sanitizer initcheck (-k '${SANITIZER_K}')" sanitizer.log 30 \
   env PYTORCH_NO_CUDA_MEMORY_CACHING=1 "${SANITIZE[@]}" --tool initcheck "${SUBSET[@]}"
-run_step "CUDA benchmarks (benchmarks/ -k '${BENCH_K}')" bench.log 50 \
+run_step "CUDA benchmarks (benchmarks/ -k '${BENCH_K}')" bench.log 30 \
   "${PYTEST[@]}" benchmarks -ra -k "${BENCH_K}" --benchmark-json "${OUT}/bench.json" \
   --benchmark-max-time=0.5 --benchmark-columns=min,median,mean,rounds
 
