@@ -1,7 +1,25 @@
 // The one place where every emseg operator's schema is declared. Kernels register per backend in
-// csrc/<family>/<family>_{cpu.cpp,cuda.cu}; fake (meta) kernels live in emseg/ops.py.
+// csrc/<family>/<family>_{cpu,cuda}.cpp; fake (meta) kernels live in emseg/ops.py.
+//
+// Every family has the same files (<f> = estep, boxes, lattice, crf):
+//   <f>.h         per-element math, host + device    <f>_checks.h   input checks, both bindings
+//   <f>_cpu.cpp   CPU kernels + CPU registration      <f>_cuda.cu    torch-free CUDA kernels
+//   <f>_cuda.h    their launchers                     <f>_cuda.cpp   CUDA binding + registration
+// plus lattice_cpu.h (CpuLattice), lattice_cuda_torch.h (CudaLattice, built with torch tensors) and
+// crf_features.h, shared by the lattice and CRF bindings.
+//
+//   op                    family    CPU kernel         CUDA kernels      CUDA binding
+//   em_fixed              estep     estep_cpu.cpp      estep_cuda.cu     estep_cuda.cpp
+//   em_adapt              estep     estep_cpu.cpp      estep_cuda.cu     estep_cuda.cpp
+//   boxes_to_labels       boxes     boxes_cpu.cpp      boxes_cuda.cu     boxes_cuda.cpp
+//   bbox_em_fixed         boxes     boxes_cpu.cpp      boxes_cuda.cu     boxes_cuda.cpp
+//   permutohedral_filter  lattice   lattice_cpu.cpp    lattice_cuda.cu   lattice_cuda.cpp
+//   dense_crf             crf       crf_cpu.cpp        crf_cuda.cu +     crf_cuda.cpp
+//                                                      lattice_cuda.cu
 #include <Python.h>
 #include <torch/library.h>
+
+#include "common/library.h"
 
 extern "C" {
 // Importing emseg._C only has to run the static registrations below; the module has no functions.
@@ -11,7 +29,7 @@ PyObject* PyInit__C(void) {
 }
 }
 
-TORCH_LIBRARY(emseg, m) {
+EMSEG_TORCH_LIBRARY(EMSEG_LIBRARY, m) {
   // ---- E-step (csrc/estep) ----
   m.def("em_fixed(Tensor scores, Tensor present, float fg_bias=5.0, float bg_bias=3.0, "
         "bool suppress_absent=False) -> Tensor");

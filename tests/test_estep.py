@@ -13,6 +13,7 @@ from emseg import ops
 
 import reference_estep as ref
 from conftest import CUDA_SKIP_REASON, DEVICES
+from gpu_on_cpu.backends import PARITY_DEVICES, run_on
 
 # (N, C, H, W): odd sizes, one pixel, one class, wide and tall maps, the training shapes.
 SHAPES = [
@@ -359,23 +360,22 @@ def test_cuda_kernels_report():
     assert emseg.built_with_cuda()
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+@pytest.mark.parametrize("device", PARITY_DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
 def test_em_fixed_device_parity(device, dtype):
     scores = random_scores((4, 21, 65, 47), 13, dtype=dtype)
     present = random_present(4, 21, 13)
     cpu = ops.em_fixed(scores, present)
-    dev = ops.em_fixed(scores.to(device), present.to(device))
-    assert dev.device.type == device
-    torch.testing.assert_close(dev.cpu(), cpu, rtol=0, atol=0)
+    dev = run_on(device, ops.em_fixed, scores, present)
+    torch.testing.assert_close(dev, cpu, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", PARITY_DEVICES)
 @pytest.mark.parametrize("shape", [(1, 1, 1, 1), (3, 5, 7, 9), (20, 21, 41, 41), (2, 21, 321, 321)])
 def test_em_adapt_device_parity(device, shape):
     scores = random_scores(shape, 17)
     present = random_present(shape[0], shape[1], 17, p=0.2)
     cpu_labels, cpu_biases = ops.em_adapt(scores, present)
-    labels, biases = ops.em_adapt(scores.to(device), present.to(device))
-    torch.testing.assert_close(labels.cpu(), cpu_labels, rtol=0, atol=0)
-    torch.testing.assert_close(biases.cpu(), cpu_biases, rtol=0, atol=0)
+    labels, biases = run_on(device, ops.em_adapt, scores, present)
+    torch.testing.assert_close(labels, cpu_labels, rtol=0, atol=0)
+    torch.testing.assert_close(biases, cpu_biases, rtol=0, atol=0)

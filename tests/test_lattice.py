@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-import emseg
 from emseg.ops import permutohedral_filter
 
 from conftest import DEVICES
+from gpu_on_cpu.backends import KERNEL_DEVICES, run_on
 from reference_crf import gaussian_filter
 
 
@@ -102,13 +102,25 @@ def test_non_contiguous_inputs():
     torch.testing.assert_close(permutohedral_filter(vt, ft), expected)
 
 
-@pytest.mark.skipif(not emseg.cuda_available(), reason="CUDA kernels or GPU not available")
+# Not bit-exact: float contraction (FMA) differs between the host build and the device compiler.
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
 @pytest.mark.parametrize("d", [2, 5, 8])
-def test_cuda_matches_cpu(d):
+@pytest.mark.parametrize("normalize", [True, False])
+def test_cuda_matches_cpu(device, d, normalize):
     f, v = _points(d, p=2000, side=4.0, seed=7)
-    cpu = permutohedral_filter(torch.from_numpy(v), torch.from_numpy(f))
-    gpu = permutohedral_filter(torch.from_numpy(v).cuda(), torch.from_numpy(f).cuda())
-    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-4, atol=1e-5)
+    cpu = permutohedral_filter(torch.from_numpy(v), torch.from_numpy(f), normalize)
+    gpu = run_on(device, permutohedral_filter, torch.from_numpy(v), torch.from_numpy(f), normalize)
+    torch.testing.assert_close(gpu, cpu, rtol=1e-4, atol=1e-5)
+
+
+# Past 65535 chunks of 8 channels the chunks no longer fit one launch's grid along y.
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+def test_cuda_matches_cpu_past_65535_chunks(device):
+    g = torch.Generator().manual_seed(9)
+    v = torch.rand(3, 65535 * 8 + 5, generator=g)
+    f = torch.rand(3, 2, generator=g)
+    cpu = permutohedral_filter(v, f)
+    torch.testing.assert_close(run_on(device, permutohedral_filter, v, f), cpu, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -10,11 +10,13 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "common/library.h"
+
 #include <algorithm>
 #include <vector>
 
 #include "boxes/boxes.h"
-#include "boxes/validate.h"
+#include "boxes/boxes_checks.h"
 #include "estep/estep.h"
 
 namespace emseg {
@@ -115,7 +117,7 @@ at::Tensor bbox_em_fixed_cpu(const at::Tensor& scores_in, const at::Tensor& boxe
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(emseg, CPU, m) {
+EMSEG_CPU_LIBRARY_IMPL(m) {
   m.impl("boxes_to_labels", &boxes_to_labels_cpu);
   m.impl("bbox_em_fixed", &bbox_em_fixed_cpu);
 }

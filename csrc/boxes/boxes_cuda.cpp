@@ -6,8 +6,10 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "common/library.h"
+
 #include "boxes/boxes_cuda.h"
-#include "boxes/validate.h"
+#include "boxes/boxes_checks.h"
 #include "common/cuda_types.h"
 
 namespace emseg {
@@ -56,7 +58,7 @@ at::Tensor bbox_em_fixed_cuda(const at::Tensor& scores_in, const at::Tensor& box
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(emseg, CUDA, m) {
+EMSEG_CUDA_LIBRARY_IMPL(m) {
   m.impl("boxes_to_labels", &boxes_to_labels_cuda);
   m.impl("bbox_em_fixed", &bbox_em_fixed_cuda);
 }

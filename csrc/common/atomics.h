@@ -13,6 +13,16 @@ EMSEG_HD T atomic_add(T* address, T value) {
 #endif
 }
 
+// A load that may race with atomic writes to the same address (relaxed: it orders nothing else).
+template <typename T>
+EMSEG_HD T atomic_load(const T* address) {
+#if defined(__CUDA_ARCH__)
+  return *const_cast<const volatile T*>(address);
+#else
+  return __atomic_load_n(address, __ATOMIC_RELAXED);
+#endif
+}
+
 // Returns the value seen before the call; the swap happens only where it equalled `expected`.
 template <typename T>
 EMSEG_HD T atomic_cas(T* address, T expected, T desired) {

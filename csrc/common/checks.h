@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -47,18 +48,55 @@ inline void check_size(const at::Tensor& t, const char* name, int64_t dim, int64
               "), got shape ", shape_str(t));
 }
 
-// NaN or infinite inputs would make every comparison below meaningless; reject them up front.
-// One min/max pass: NaN propagates through both and infinities are the extremes. (isfinite(t).all()
-// first writes a bool tensor as large as t: 10x slower on a [20, 21, 321, 321] batch, more than the
-// E-step kernels themselves.)
-inline void check_finite(const at::Tensor& t, const char* name) {
-  if (t.numel() == 0) return;
-  const auto extremes = at::aminmax(t);
-  const at::Tensor both = at::stack({std::get<0>(extremes), std::get<1>(extremes)}).to(at::kDouble).cpu();
-  const double* v = both.data_ptr<double>();
-  TORCH_CHECK(std::isfinite(v[0]) && std::isfinite(v[1]), name,
-              " contains NaN or infinite values; expected finite numbers");
-}
+// Value checks of one op call, gathered so that one read brings every result to the host: on a
+// CUDA tensor each read is a device-to-host copy that stalls the host until the device catches up,
+// so an op pays one such sync for all of its value checks instead of one per check. add() queues
+// a tensor computed on the inputs' device (its values arrive as doubles); run() does the single
+// read and calls each queued check in order. Integers up to 2^53 arrive exactly.
+class ValueChecks {
+ public:
+  template <typename F>
+  void add(const at::Tensor& values, F&& check) {
+    at::Tensor v = values.reshape({-1}).to(at::kDouble);
+    // All on the first tensor's device, so the read is one copy (host-to-device copies of
+    // CPU-side values do not stall the host).
+    if (!values_.empty()) v = v.to(values_.front().device());
+    values_.push_back(std::move(v));
+    checks_.emplace_back(std::forward<F>(check));
+  }
+
+  // NaN or infinite values would make every comparison in the kernels meaningless; reject them.
+  // One min/max pass: NaN propagates through both and infinities are the extremes. (isfinite(t)
+  // .all() first writes a bool tensor as large as t: 10x slower on a [20, 21, 321, 321] batch.)
+  // `extremes`, when given, receives (min, max) for further checks.
+  void finite(const at::Tensor& t, std::string name,
+              std::function<void(double, double)> extremes = {}) {
+    if (t.numel() == 0) return;
+    const auto mm = at::aminmax(t);
+    add(at::stack({std::get<0>(mm), std::get<1>(mm)}),
+        [name = std::move(name), extremes](const double* v) {
+      TORCH_CHECK(std::isfinite(v[0]) && std::isfinite(v[1]), name,
+                  " contains NaN or infinite values; expected finite numbers");
+      if (extremes) extremes(v[0], v[1]);
+    });
+  }
+
+  void run() {
+    if (values_.empty()) return;
+    const at::Tensor host = at::cat(values_).cpu();
+    const double* v = host.data_ptr<double>();
+    for (size_t i = 0; i < checks_.size(); ++i) {
+      checks_[i](v);
+      v += values_[i].numel();
+    }
+    values_.clear();
+    checks_.clear();
+  }
+
+ private:
+  std::vector<at::Tensor> values_;
+  std::vector<std::function<void(const double*)>> checks_;
+};
 
 inline void check_range(double value, const char* name, double lo, double hi, const char* expect) {
   TORCH_CHECK(value >= lo && value <= hi, name, " must be ", expect, ", got ", value);

@@ -15,4 +15,13 @@ inline unsigned int elementwise_blocks(int64_t count) {
   return static_cast<unsigned int>(blocks < kMaxBlocks ? (blocks > 0 ? blocks : 1) : kMaxBlocks);
 }
 
+// Blocks of `threads` covering n items one per thread (at least one block, so an empty launch is
+// still well-formed).
+inline unsigned int blocks_for(int64_t n, int threads) {
+  return static_cast<unsigned int>(ceil_div<int64_t>(n > 0 ? n : 1, threads));
+}
+
+// The most blocks a launch may have along y (and z); x allows 2^31 - 1.
+constexpr unsigned int kMaxGridY = 65535;
+
 }  // namespace emseg

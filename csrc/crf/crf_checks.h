@@ -3,6 +3,8 @@
 #include <c10/util/ArrayRef.h>
 
 #include <cmath>
+#include <optional>
+#include <vector>
 
 #include "common/checks.h"
 
@@ -18,8 +20,15 @@ inline void check_stds(c10::ArrayRef<double> stds, const char* name, size_t expe
   }
 }
 
-// Returns the per-image valid sizes [N, 2] (height, width) as a CPU int64 tensor.
-inline at::Tensor check_dense_crf_inputs(const at::Tensor& unary, const at::Tensor& image,
+// What the bindings need on the host besides the checks: per-image valid sizes, and which
+// pairwise kernels run and how (read with the value checks, in one device-to-host copy).
+struct DenseCrfPlan {
+  std::vector<int64_t> height, width;  // [N] valid region of each image
+  bool active[2];                      // compat[k] not all zero
+  bool diagonal[2];                    // compat[k] diagonal (a Potts-like O(L) update)
+};
+
+inline DenseCrfPlan check_dense_crf_inputs(const at::Tensor& unary, const at::Tensor& image,
                                          const at::Tensor& compat, c10::ArrayRef<double> pos_std,
                                          c10::ArrayRef<double> bi_std, int64_t iterations,
                                          const std::optional<at::Tensor>& sizes) {
@@ -52,29 +61,40 @@ inline at::Tensor check_dense_crf_inputs(const at::Tensor& unary, const at::Tens
                   255.0 / std::min({bi_std[2], bi_std[3], bi_std[4]}) * 6 < double(1 << 22),
               "standard deviations too small for the image size: pixel coordinates divided by "
               "them must stay below ", (1 << 22) / 6);
-  check_finite(compat, "compat");
-  check_finite(unary, "unary");
-
-  at::Tensor hw;
+  // Values last: one read brings back the value checks, the kernel plan and the sizes.
+  DenseCrfPlan plan;
+  plan.height.assign(N, H);
+  plan.width.assign(N, W);
+  ValueChecks values;
+  values.finite(unary, "unary");
+  values.finite(compat, "compat");
+  for (int k = 0; k < 2; ++k) {
+    const at::Tensor ck = compat[k];
+    values.add(at::stack({ck.ne(0).any(), (ck - at::diag(at::diag(ck))).eq(0).all()}),
+               [&plan, k](const double* v) {
+                 plan.active[k] = v[0] != 0;
+                 plan.diagonal[k] = v[1] != 0;
+               });
+  }
   if (sizes.has_value()) {
     const at::Tensor& s = *sizes;
     check_dim(s, "sizes", 2, "[N, 2] (valid height, width per image)");
     check_dtype(s, "sizes", at::kLong);
     check_size(s, "sizes", 0, N, "unary.shape[0] (N)");
     check_size(s, "sizes", 1, 2, "2 (height, width)");
-    hw = s.cpu().contiguous();
-    const int64_t* p = hw.data_ptr<int64_t>();
-    for (int64_t n = 0; n < N; ++n) {
-      TORCH_CHECK(p[2 * n] >= 0 && p[2 * n] <= H && p[2 * n + 1] >= 0 && p[2 * n + 1] <= W,
-                  "sizes[", n, "] must lie within 0 <= height <= H (", H, ") and 0 <= width <= W (",
-                  W, "), got (", p[2 * n], ", ", p[2 * n + 1], ")");
-    }
-  } else {
-    hw = at::empty({N, 2}, at::kLong);
-    hw.select(1, 0).fill_(H);
-    hw.select(1, 1).fill_(W);
+    values.add(s, [&plan, N, H, W](const double* p) {
+      for (int64_t n = 0; n < N; ++n) {
+        const int64_t h = static_cast<int64_t>(p[2 * n]), w = static_cast<int64_t>(p[2 * n + 1]);
+        TORCH_CHECK(h >= 0 && h <= H && w >= 0 && w <= W, "sizes[", n,
+                    "] must lie within 0 <= height <= H (", H, ") and 0 <= width <= W (", W,
+                    "), got (", h, ", ", w, ")");
+        plan.height[n] = h;
+        plan.width[n] = w;
+      }
+    });
   }
-  return hw;
+  values.run();
+  return plan;
 }
 
 }  // namespace emseg

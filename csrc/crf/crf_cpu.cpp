@@ -3,6 +3,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "common/library.h"
+
 #include <memory>
 #include <optional>
 #include <vector>
@@ -45,7 +47,7 @@ at::Tensor dense_crf_cpu(const at::Tensor& unary_in, const at::Tensor& image_in,
                          const std::optional<at::Tensor>& sizes, bool logits) {
   TORCH_CHECK(unary_in.device().is_cpu(), "unary must be a CPU tensor for the CPU kernel, got ",
               unary_in.device());
-  const at::Tensor hw =
+  const DenseCrfPlan plan =
       check_dense_crf_inputs(unary_in, image_in, compat_in, pos_std, bi_std, iterations, sizes);
   const int64_t N = unary_in.size(0), L = unary_in.size(1), H = unary_in.size(2),
                 Wd = unary_in.size(3);
@@ -53,18 +55,10 @@ at::Tensor dense_crf_cpu(const at::Tensor& unary_in, const at::Tensor& image_in,
   const at::Tensor compat = compat_in.cpu().contiguous();
   at::Tensor out = at::zeros_like(unary, at::MemoryFormat::Contiguous);
 
-  // Kernel k is active when its compatibility is not all zero; diagonal ones take the O(L) path.
-  bool active[crf::kMaxKernels];
-  int diagonal[crf::kMaxKernels];
-  for (int k = 0; k < crf::kMaxKernels; ++k) {
-    active[k] = compat[k].ne(0).any().item<bool>();
-    diagonal[k] = (compat[k] - at::diag(at::diag(compat[k]))).eq(0).all().item<bool>();
-  }
-
   const int W = lattice::chunk_width(L);
   const int64_t C = (L + W - 1) / W;
   for (int64_t n = 0; n < N; ++n) {
-    const int64_t h = hw[n][0].item<int64_t>(), w = hw[n][1].item<int64_t>();
+    const int64_t h = plan.height[n], w = plan.width[n];
     const int64_t P = h * w;
     if (P == 0) continue;
     const auto fopts = unary_in.options().dtype(at::kFloat);
@@ -100,7 +94,7 @@ at::Tensor dense_crf_cpu(const at::Tensor& unary_in, const at::Tensor& image_in,
     int kernels[crf::kMaxKernels];
     int used = 0;
     for (int k = 0; k < crf::kMaxKernels; ++k) {
-      if (active[k] && iterations > 0) kernels[used++] = k;
+      if (plan.active[k] && iterations > 0) kernels[used++] = k;
     }
     std::unique_ptr<lattice::CpuLattice> lat[crf::kMaxKernels];
     for (int s = 0; s < used; ++s) {
@@ -137,7 +131,7 @@ at::Tensor dense_crf_cpu(const at::Tensor& unary_in, const at::Tensor& image_in,
       args.sliced[s] = sliced[s].data_ptr<float>();
       args.norm[s] = nk;
       args.compat[s] = compat[k].data_ptr<float>();
-      if (diagonal[k]) {
+      if (plan.diagonal[k]) {
         diag[s] = at::zeros({C * W}, fopts);
         diag[s].slice(0, 0, L).copy_(at::diag(compat[k]));
         args.diag[s] = diag[s].data_ptr<float>();
@@ -198,4 +192,4 @@ at::Tensor dense_crf_cpu(const at::Tensor& unary_in, const at::Tensor& image_in,
 }  // namespace
 }  // namespace emseg
 
-TORCH_LIBRARY_IMPL(emseg, CPU, m) { m.impl("dense_crf", &emseg::dense_crf_cpu); }
+EMSEG_CPU_LIBRARY_IMPL(m) { m.impl("dense_crf", &emseg::dense_crf_cpu); }

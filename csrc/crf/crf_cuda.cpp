@@ -7,6 +7,8 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "common/library.h"
+
 #include <optional>
 #include <vector>
 
@@ -14,7 +16,7 @@
 #include "crf/crf_checks.h"
 #include "crf/crf_features.h"
 #include "crf/crf_cuda.h"
-#include "lattice/cuda_lattice.h"
+#include "lattice/lattice_cuda_torch.h"
 
 namespace emseg {
 namespace {
@@ -23,29 +25,20 @@ at::Tensor dense_crf_cuda(const at::Tensor& unary_in, const at::Tensor& image_in
                           const at::Tensor& compat_in, c10::ArrayRef<double> pos_std,
                           c10::ArrayRef<double> bi_std, int64_t iterations,
                           const std::optional<at::Tensor>& sizes, bool logits) {
-  TORCH_CHECK(unary_in.is_cuda(), "unary must be a CUDA tensor for the CUDA kernel, got ",
-              unary_in.device());
-  const at::Tensor hw =
+  check_cuda_binding_device(unary_in, "unary");
+  const DenseCrfPlan plan =
       check_dense_crf_inputs(unary_in, image_in, compat_in, pos_std, bi_std, iterations, sizes);
   const c10::cuda::CUDAGuard guard(unary_in.device());
   const auto stream = c10::cuda::getCurrentCUDAStream();
   const int64_t N = unary_in.size(0), L = unary_in.size(1);
   const auto fopts = unary_in.options().dtype(at::kFloat);
-  const at::Tensor compat_cpu = compat_in.cpu().contiguous();
   const at::Tensor compat = compat_in.to(unary_in.device(), at::kFloat).contiguous();
   at::Tensor out = at::zeros_like(unary_in, at::MemoryFormat::Contiguous);
   const int W = lattice::chunk_width(L);
   const int64_t C = (L + W - 1) / W;
 
-  bool active[crf::kMaxKernels];
-  bool diagonal[crf::kMaxKernels];
-  for (int k = 0; k < crf::kMaxKernels; ++k) {
-    active[k] = compat_cpu[k].ne(0).any().item<bool>();
-    diagonal[k] = (compat_cpu[k] - at::diag(at::diag(compat_cpu[k]))).eq(0).all().item<bool>();
-  }
-
   for (int64_t n = 0; n < N; ++n) {
-    const int64_t h = hw[n][0].item<int64_t>(), w = hw[n][1].item<int64_t>();
+    const int64_t h = plan.height[n], w = plan.width[n];
     const int64_t P = h * w;
     if (P == 0) continue;
     // Energies in the chunked layout [C][P][W]; padding lanes get a huge energy (Q = 0 there).
@@ -67,12 +60,16 @@ at::Tensor dense_crf_cuda(const at::Tensor& unary_in, const at::Tensor& image_in
     std::vector<float*> in_ptr, out_ptr, scratch_ptr;
     int used = 0;
     for (int k = 0; k < crf::kMaxKernels && iterations > 0; ++k) {
-      if (!active[k]) continue;
+      if (!plan.active[k]) continue;
       at::Tensor f = k == 0 ? crf_features(image_in[n], h, w, pos_std, false)
                             : crf_features(image_in[n], h, w, bi_std, true);
       lat.emplace_back(f);
       const lattice::CudaLattice& l = lat.back();
-      at::Tensor norm = at::rsqrt(l.filter(at::ones({P, 1}, fopts)).view({P}) + 1e-20f).contiguous();
+      // The response to all-ones, then crf::symmetric_norm per pixel, as on the CPU.
+      const at::Tensor response = l.filter(at::ones({P, 1}, fopts));
+      at::Tensor norm = at::empty({P}, fopts);
+      C10_CUDA_CHECK(crf::cuda::symmetric_norm(response.data_ptr<float>(), P,
+                                               norm.data_ptr<float>(), stream));
       at::Tensor next_in = at::zeros({C, P, W}, fopts);
       at::Tensor sliced = at::empty({C, P, W}, fopts);
       at::Tensor scratch = at::empty({2 * C * (int64_t(l.num_vertices()) + 1) * W}, fopts);
@@ -80,7 +77,7 @@ at::Tensor dense_crf_cuda(const at::Tensor& unary_in, const at::Tensor& image_in
       args.sliced[used] = sliced.data_ptr<float>();
       args.next_in[used] = next_in.data_ptr<float>();
       args.compat[used] = compat[k].data_ptr<float>();
-      if (diagonal[k]) {
+      if (plan.diagonal[k]) {
         at::Tensor dg = at::zeros({C * W}, fopts);
         dg.slice(0, 0, L).copy_(at::diag(compat[k]));
         args.diag[used] = dg.data_ptr<float>();
@@ -111,4 +108,4 @@ at::Tensor dense_crf_cuda(const at::Tensor& unary_in, const at::Tensor& image_in
 }  // namespace
 }  // namespace emseg
 
-TORCH_LIBRARY_IMPL(emseg, CUDA, m) { m.impl("dense_crf", &emseg::dense_crf_cuda); }
+EMSEG_CUDA_LIBRARY_IMPL(m) { m.impl("dense_crf", &emseg::dense_crf_cuda); }

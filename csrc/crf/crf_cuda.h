@@ -11,6 +11,9 @@ namespace cuda {
 // One thread per pixel runs crf::mean_field_pixel<W> (W = 4 or 8).
 cudaError_t mean_field(const MeanFieldArgs& args, int W, cudaStream_t stream);
 
+// norm[i] = crf::symmetric_norm(response[i]) for i < P.
+cudaError_t symmetric_norm(const float* response, int64_t P, float* norm, cudaStream_t stream);
+
 }  // namespace cuda
 }  // namespace crf
 }  // namespace emseg

@@ -4,11 +4,13 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "common/library.h"
+
 #include <algorithm>
 #include <vector>
 
 #include "estep/estep.h"
-#include "estep/validate.h"
+#include "estep/estep_checks.h"
 
 namespace emseg {
 namespace estep {
@@ -102,7 +104,7 @@ std::tuple<at::Tensor, at::Tensor> em_adapt_cpu(const at::Tensor& scores_in,
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(emseg, CPU, m) {
+EMSEG_CPU_LIBRARY_IMPL(m) {
   m.impl("em_fixed", &em_fixed_cpu);
   m.impl("em_adapt", &em_adapt_cpu);
 }

@@ -6,9 +6,11 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "common/library.h"
+
 #include "common/cuda_types.h"
 #include "estep/estep_cuda.h"
-#include "estep/validate.h"
+#include "estep/estep_checks.h"
 
 namespace emseg {
 namespace estep {
@@ -61,7 +63,7 @@ std::tuple<at::Tensor, at::Tensor> em_adapt_cuda(const at::Tensor& scores_in,
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(emseg, CUDA, m) {
+EMSEG_CUDA_LIBRARY_IMPL(m) {
   m.impl("em_fixed", &em_fixed_cuda);
   m.impl("em_adapt", &em_adapt_cuda);
 }

@@ -138,15 +138,17 @@ EMSEG_HD bool keys_equal(const int32_t* a, const int32_t* b, int d) {
 
 // Insert entry `e` (its key at keys + e*d) and return the entry that owns the key: `e` itself when it
 // was first, else the earlier owner; kEmpty when the table is full (the caller retries bigger).
-// Lock-free: a slot goes from kEmpty to an entry id once, by CAS, and the owner's key was written
-// before any insertion started, so reading it is race-free. `mask` = capacity - 1 (a power of two).
+// Lock-free: a slot goes from kEmpty to an entry id once, by CAS (read with an atomic load, since
+// a CAS may be under way), and the owner's key was written before any insertion started, so
+// reading it is race-free. `mask` = capacity - 1 (a power of two).
 // `created` counts new keys so the caller can tell when the table got too full.
 EMSEG_HD int32_t hash_insert(int32_t* table, uint32_t mask, const int32_t* keys, int d, int32_t e,
                              int32_t* created) {
   const int32_t* key = keys + static_cast<int64_t>(e) * d;
   uint32_t slot = hash_key(key, d) & mask;
   for (uint32_t probe = 0; probe <= mask; ++probe) {
-    int32_t owner = table[slot];
+    // Atomic: another thread's CAS may be writing this slot right now.
+    int32_t owner = atomic_load(&table[slot]);
     if (owner == kEmpty) {
       owner = atomic_cas(&table[slot], kEmpty, e);
       if (owner == kEmpty) {
@@ -215,7 +217,9 @@ EMSEG_HD int64_t chunk_offset(int64_t i, int64_t c, int64_t P, int W) {
 // Host builds spell the W-wide row arithmetic with GCC/Clang vector types: left to itself the
 // compiler vectorises these gathers across rows (with shuffles) and runs 3-4x slower. CUDA threads
 // work one float at a time, so device code (and any other compiler) takes the scalar loops.
-#if defined(__GNUC__) && !defined(__CUDACC__)
+// EMSEG_NO_HOST_SIMD makes a host build take them too, so the CPU tests cover the device's bodies
+// (tests/gpu_on_cpu).
+#if defined(__GNUC__) && !defined(__CUDACC__) && !defined(EMSEG_NO_HOST_SIMD)
 #define EMSEG_HOST_SIMD 1
 typedef float vf4 __attribute__((vector_size(16), aligned(4)));  // unaligned 4-float row piece
 typedef int32_t vi4 __attribute__((vector_size(16), aligned(4)));

@@ -1,5 +1,7 @@
 #pragma once
 // Validation of permutohedral_filter's inputs, shared by the CPU and CUDA bindings.
+#include <algorithm>
+
 #include "common/checks.h"
 #include "lattice/lattice.h"
 
@@ -24,15 +26,17 @@ inline void check_permutohedral_inputs(const at::Tensor& values, const at::Tenso
   const int64_t P = values.size(-2);
   TORCH_CHECK(P * (d + 1) < (int64_t(1) << 30), "too many points for one lattice: P * (D + 1) must "
               "be below 2^30, got P = ", P, ", D = ", d);
-  check_finite(features, "features");
+  // Values last, in one device-to-host read.
+  ValueChecks checks;
   // The embedding runs in float32: lattice coordinates (about (D+1) |f|) must stay exact integers.
-  if (features.numel() > 0) {
-    const double limit = double(1 << 22) / double(d + 1);
-    const double amax = features.abs().max().item<double>();
+  const double limit = double(1 << 22) / double(d + 1);
+  checks.finite(features, "features", [limit](double lo, double hi) {
+    const double amax = std::max(-lo, hi);
     TORCH_CHECK(amax < limit, "features must have |f| below ", limit, " (features are positions "
                 "or colours divided by a standard deviation), got max |f| = ", amax);
-  }
-  check_finite(values, "values");
+  });
+  checks.finite(values, "values");
+  checks.run();
 }
 
 }  // namespace emseg

@@ -4,6 +4,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "common/library.h"
+
 #include <algorithm>
 #include <atomic>
 #include <memory>
@@ -69,7 +71,10 @@ CpuLattice::CpuLattice(const float* features, int64_t P, int d, bool parallel) :
     TORCH_CHECK(expected != E, "permutohedral lattice: hash table overflow (internal error)");
   }
 
-  // 3. Number the vertices in entry order (deterministic whatever thread won each insertion).
+  // 3. Number the vertices in the order of their owner entries. Which entry of a shared key owns
+  // it depends on which thread's CAS won, so the numbering may change from run to run; what each
+  // vertex sums (its entries in entry order, step 4) and its neighbours do not, so the outputs are
+  // deterministic.
   std::unique_ptr<int32_t[]> entry_vertex(new int32_t[E]);  // read only at owner entries
   std::vector<int32_t> owner_of_vertex;
   int32_t M = 0;
@@ -261,6 +266,7 @@ at::Tensor permutohedral_filter_cpu(const at::Tensor& values_in, const at::Tenso
     lat.filter(values.data_ptr<float>() + n * P * V, o, V);
     if (normalize) {
       // Divide by the response to all-ones: a weighted mean, independent of the lattice's gain.
+      // x * (1 / norm), the CUDA binding's formula too, so the backends round alike.
       lat.filter(ones.data(), norm.data(), 1);
       lattice::parallel_blocks(P, 4096, [&](int64_t lo, int64_t hi) {
         for (int64_t i = lo; i < hi; ++i) {
@@ -276,6 +282,6 @@ at::Tensor permutohedral_filter_cpu(const at::Tensor& values_in, const at::Tenso
 }  // namespace
 }  // namespace emseg
 
-TORCH_LIBRARY_IMPL(emseg, CPU, m) {
+EMSEG_CPU_LIBRARY_IMPL(m) {
   m.impl("permutohedral_filter", &emseg::permutohedral_filter_cpu);
 }

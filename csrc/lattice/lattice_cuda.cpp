@@ -3,7 +3,9 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
-#include "lattice/cuda_lattice.h"
+#include "common/library.h"
+
+#include "lattice/lattice_cuda_torch.h"
 #include "lattice/lattice_checks.h"
 
 namespace emseg {
@@ -11,8 +13,7 @@ namespace {
 
 at::Tensor permutohedral_filter_cuda(const at::Tensor& values_in, const at::Tensor& features_in,
                                      bool normalize) {
-  TORCH_CHECK(values_in.is_cuda(), "values must be a CUDA tensor for the CUDA kernel, got ",
-              values_in.device());
+  check_cuda_binding_device(values_in, "values");
   check_permutohedral_inputs(values_in, features_in);
   const c10::cuda::CUDAGuard guard(values_in.device());
   const bool batched = values_in.dim() == 3;
@@ -24,7 +25,8 @@ at::Tensor permutohedral_filter_cuda(const at::Tensor& values_in, const at::Tens
   for (int64_t n = 0; n < N; ++n) {
     const lattice::CudaLattice lat(features[n]);
     at::Tensor r = lat.filter(values[n]);
-    if (normalize) r = r / lat.filter(at::ones({P, 1}, values.options()));
+    // x * (1 / norm), as the CPU binding computes it.
+    if (normalize) r = r * at::reciprocal(lat.filter(at::ones({P, 1}, values.options())));
     out[n].copy_(r);
   }
   return batched ? out : out.squeeze(0);
@@ -33,6 +35,6 @@ at::Tensor permutohedral_filter_cuda(const at::Tensor& values_in, const at::Tens
 }  // namespace
 }  // namespace emseg
 
-TORCH_LIBRARY_IMPL(emseg, CUDA, m) {
+EMSEG_CUDA_LIBRARY_IMPL(m) {
   m.impl("permutohedral_filter", &emseg::permutohedral_filter_cuda);
 }

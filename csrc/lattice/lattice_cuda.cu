@@ -3,6 +3,7 @@
 // nvcc); lattice_cuda.h declares the launchers.
 #include <cuda_runtime.h>
 
+#include "common/cuda_launch.h"
 #include "lattice/lattice.h"
 #include "lattice/lattice_cuda.h"
 
@@ -12,10 +13,6 @@ namespace cuda {
 namespace {
 
 constexpr int kThreads = 256;
-
-inline unsigned blocks_for(int64_t n) {
-  return static_cast<unsigned>(ceil_div<int64_t>(n > 0 ? n : 1, kThreads));
-}
 
 struct Scales {
   float s[kMaxDim];
@@ -44,57 +41,64 @@ __global__ void neighbours_kernel(int32_t M, int d, const int32_t* owner_of_vert
                   entry_vertex, nbr);
 }
 
-// Chunk c = blockIdx.y for the three filtering passes: one row of W floats per thread.
+// The three filtering passes: one row of W floats per thread, chunks c = blockIdx.y, blockIdx.y +
+// gridDim.y, ... (a grid has at most 65535 blocks along y; V channels make ceil(V / W) chunks).
 template <int W>
-__global__ void splat_kernel(LatticeView lat, const float* in, float* out) {
+__global__ void splat_kernel(LatticeView lat, int64_t C, const float* in, float* out) {
   const int64_t v = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (v > lat.M) return;
-  const int64_t c = blockIdx.y;
-  float* o = out + c * (lat.M + 1) * W;
-  if (v == lat.M) {  // the zero row standing in for absent neighbours
-    for (int t = 0; t < W; ++t) o[v * W + t] = 0.0f;
-    return;
+  for (int64_t c = blockIdx.y; c < C; c += gridDim.y) {
+    float* o = out + c * (lat.M + 1) * W;
+    if (v == lat.M) {  // the zero row standing in for absent neighbours
+      for (int t = 0; t < W; ++t) o[v * W + t] = 0.0f;
+      continue;
+    }
+    splat_vertex<W>(static_cast<int32_t>(v), lat.start, lat.splat_point, lat.splat_weight,
+                    in + c * lat.P * W, o);
   }
-  splat_vertex<W>(static_cast<int32_t>(v), lat.start, lat.splat_point, lat.splat_weight,
-                  in + c * lat.P * W, o);
 }
 
 template <int W>
-__global__ void blur_kernel(LatticeView lat, int axis, const float* in, float* out) {
+__global__ void blur_kernel(LatticeView lat, int64_t C, int axis, const float* in, float* out) {
   const int64_t v = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  const int64_t c = blockIdx.y;
   if (v > lat.M) return;
-  const int64_t off = c * (lat.M + 1) * W;
-  if (v == lat.M) {
-    for (int t = 0; t < W; ++t) out[off + v * W + t] = 0.0f;
-    return;
+  for (int64_t c = blockIdx.y; c < C; c += gridDim.y) {
+    const int64_t off = c * (lat.M + 1) * W;
+    if (v == lat.M) {
+      for (int t = 0; t < W; ++t) out[off + v * W + t] = 0.0f;
+      continue;
+    }
+    blur_vertex<W>(static_cast<int32_t>(v), lat.nbr + int64_t(axis) * lat.M * 2, in + off,
+                   out + off);
   }
-  blur_vertex<W>(static_cast<int32_t>(v), lat.nbr + int64_t(axis) * lat.M * 2, in + off, out + off);
 }
 
 template <int W>
-__global__ void slice_kernel(LatticeView lat, const float* values, float scale, float* out) {
+__global__ void slice_kernel(LatticeView lat, int64_t C, const float* values, float scale,
+                             float* out) {
   const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (i >= lat.P) return;
-  const int64_t c = blockIdx.y;
-  slice_point<W>(i, lat.d, lat.vert, lat.bary, values + c * (lat.M + 1) * W, scale,
-                 out + c * lat.P * W);
+  for (int64_t c = blockIdx.y; c < C; c += gridDim.y) {
+    slice_point<W>(i, lat.d, lat.vert, lat.bary, values + c * (lat.M + 1) * W, scale,
+                   out + c * lat.P * W);
+  }
 }
 
 template <int W>
 cudaError_t filter_w(const LatticeView& lat, int64_t C, const float* in, float* out, float* a,
                      float* b, cudaStream_t stream) {
   if (lat.P == 0 || C == 0) return cudaSuccess;
-  const dim3 vgrid(blocks_for(lat.M + 1), static_cast<unsigned>(C));
-  splat_kernel<W><<<vgrid, kThreads, 0, stream>>>(lat, in, a);
+  const unsigned chunk_blocks = static_cast<unsigned>(C < kMaxGridY ? C : kMaxGridY);
+  const dim3 vgrid(blocks_for(lat.M + 1, kThreads), chunk_blocks);
+  splat_kernel<W><<<vgrid, kThreads, 0, stream>>>(lat, C, in, a);
   for (int j = 0; j <= lat.d; ++j) {
-    blur_kernel<W><<<vgrid, kThreads, 0, stream>>>(lat, j, a, b);
+    blur_kernel<W><<<vgrid, kThreads, 0, stream>>>(lat, C, j, a, b);
     float* t = a;
     a = b;
     b = t;
   }
-  const dim3 pgrid(blocks_for(lat.P), static_cast<unsigned>(C));
-  slice_kernel<W><<<pgrid, kThreads, 0, stream>>>(lat, a, slice_scale(lat.d), out);
+  const dim3 pgrid(blocks_for(lat.P, kThreads), chunk_blocks);
+  slice_kernel<W><<<pgrid, kThreads, 0, stream>>>(lat, C, a, slice_scale(lat.d), out);
   return cudaGetLastError();
 }
 
@@ -105,15 +109,16 @@ cudaError_t embed(const float* features, int64_t P, int d, int32_t* keys, float*
   if (P == 0) return cudaSuccess;
   Scales scale{};
   for (int j = 1; j <= d; ++j) scale.s[j - 1] = embed_scale(j, d);
-  embed_kernel<<<blocks_for(P), kThreads, 0, stream>>>(features, P, d, scale, keys, bary);
+  embed_kernel<<<blocks_for(P, kThreads), kThreads, 0, stream>>>(features, P, d, scale, keys,
+                                                                  bary);
   return cudaGetLastError();
 }
 
 cudaError_t insert(int32_t* table, uint32_t capacity, const int32_t* keys, int d, int64_t E,
                    int32_t* owner, int32_t* created, cudaStream_t stream) {
   if (E == 0) return cudaSuccess;
-  insert_kernel<<<blocks_for(E), kThreads, 0, stream>>>(table, capacity - 1, keys, d, E, owner,
-                                                          created);
+  insert_kernel<<<blocks_for(E, kThreads), kThreads, 0, stream>>>(table, capacity - 1, keys, d, E,
+                                                                    owner, created);
   return cudaGetLastError();
 }
 
@@ -121,8 +126,8 @@ cudaError_t neighbours(int32_t M, int d, const int32_t* owner_of_vertex, const i
                        uint32_t capacity, const int32_t* keys, const int32_t* entry_vertex,
                        int32_t* nbr, cudaStream_t stream) {
   if (M == 0) return cudaSuccess;
-  neighbours_kernel<<<blocks_for(M), kThreads, 0, stream>>>(M, d, owner_of_vertex, table,
-                                                              capacity - 1, keys, entry_vertex, nbr);
+  neighbours_kernel<<<blocks_for(M, kThreads), kThreads, 0, stream>>>(
+      M, d, owner_of_vertex, table, capacity - 1, keys, entry_vertex, nbr);
   return cudaGetLastError();
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 // Torch-free launchers of the CUDA lattice kernels (lattice_cuda.cu): raw device pointers, sizes
-// and a stream in, a cudaError_t out. The torch-facing side (cuda_lattice.h) allocates the memory.
+// and a stream in, a cudaError_t out. The torch-facing side (lattice_cuda_torch.h) allocates the
+// memory.
 #include <cuda_runtime_api.h>
 
 #include <cstdint>

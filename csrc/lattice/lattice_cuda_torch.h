@@ -1,9 +1,17 @@
 #pragma once
-// A permutohedral lattice on a CUDA device, for the CUDA bindings. The per-element work runs in the
-// torch-free kernels of lattice_cuda.cu; the whole-array steps between them (numbering the vertices,
-// grouping entries by vertex) are torch ops on the same stream. Vertices are numbered in entry order
-// and each splat list keeps entry order (stable sort), as on the CPU, so both backends build the
-// same lattice and sum in the same order.
+// A permutohedral lattice on a CUDA device built with torch tensors, for the CUDA bindings of
+// permutohedral_filter and dense_crf. The per-element work runs in the torch-free kernels of
+// lattice_cuda.cu; the whole-array steps between them (numbering the vertices, grouping entries by
+// vertex) are torch ops on the same stream.
+//
+// What is deterministic: each vertex's key, its splat list (its entries in entry order, by a
+// stable sort) and its neighbours, hence every output value, run to run and backend to backend up
+// to float contraction. What is not: the vertex ids. Among entries sharing a key, the one whose
+// CAS wins owns it, and vertices are numbered in the order of their owner entries, so the
+// numbering (and the layout of the vertex buffers) changes with thread scheduling.
+//
+// Device-to-host syncs: one per lattice, reading the vertex count M, which sizes the vertex
+// arrays and the launch grids of the filtering passes.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
@@ -32,21 +40,28 @@ class CudaLattice {
     at::Tensor created = at::zeros({1}, iopts);
     C10_CUDA_CHECK(cuda::insert(table.data_ptr<int32_t>(), cap, keys.data_ptr<int32_t>(), d_, E,
                                 owner.data_ptr<int32_t>(), created.data_ptr<int32_t>(), stream));
-    // Vertex ids in entry order: an exclusive count of owner entries.
+    // Vertex ids in the order of their owner entries: an exclusive count of owner entries.
     at::Tensor is_owner = owner.eq(at::arange(E, iopts));
     at::Tensor entry_vertex = (at::cumsum(is_owner, 0, at::kInt) - 1).to(at::kInt);
-    M_ = E == 0 ? 0 : int32_t(is_owner.sum().item<int64_t>());
+    M_ = E == 0 ? 0 : int32_t(is_owner.sum().item<int64_t>());  // the one sync
     vert_ = entry_vertex.index_select(0, owner.to(at::kLong)).contiguous();
-    at::Tensor owner_of_vertex = at::nonzero(is_owner).view({-1}).to(at::kInt).contiguous();
+    // Owner entry of each vertex: owners scatter their entry id to their vertex, the others to a
+    // spare slot M (nonzero would sync to learn its output size).
+    const at::Tensor slot =
+        at::where(is_owner, entry_vertex, at::full({}, M_, iopts)).to(at::kLong);
+    at::Tensor owner_of_vertex =
+        at::empty({int64_t(M_) + 1}, iopts).scatter_(0, slot, at::arange(E, iopts)).slice(0, 0, M_);
     // Splat lists: entries grouped by vertex, entry order kept within each group.
-    const at::Tensor order = std::get<1>(at::sort(vert_, /*stable=*/true, /*dim=*/0, false));
+    const auto sorted = at::sort(vert_, /*stable=*/true, /*dim=*/0, false);
+    const at::Tensor& order = std::get<1>(sorted);
     splat_point_ = at::floor_divide(order, d_ + 1).to(at::kInt).contiguous();
     splat_weight_ = bary_.index_select(0, order).contiguous();
-    start_ = at::zeros({int64_t(M_) + 1}, iopts);
-    if (M_ > 0) {
-      start_.slice(0, 1).copy_(at::cumsum(at::bincount(vert_, {}, M_), 0));
-    }
+    // start[v] = first position of vertex v among the sorted entries (bincount would sync to learn
+    // its largest value).
+    start_ = at::searchsorted(std::get<0>(sorted), at::arange(int64_t(M_) + 1, iopts),
+                              /*out_int32=*/true);
     nbr_ = at::empty({int64_t(d_ + 1) * M_ * 2}, iopts);
+    owner_of_vertex = owner_of_vertex.contiguous();
     C10_CUDA_CHECK(cuda::neighbours(M_, d_, owner_of_vertex.data_ptr<int32_t>(),
                                     table.data_ptr<int32_t>(), cap, keys.data_ptr<int32_t>(),
                                     entry_vertex.data_ptr<int32_t>(), nbr_.data_ptr<int32_t>(),

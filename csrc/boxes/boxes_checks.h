@@ -1,14 +1,16 @@
 #pragma once
 // Input checks of the box operators, shared by the CPU and CUDA bindings.
 #include "common/checks.h"
-#include "estep/validate.h"
+#include "estep/estep_checks.h"
 
 namespace emseg {
 namespace boxes {
 
 // boxes: float [N, B, 5] with finite coordinates and integral classes in [-1, num_classes).
-// num_classes < 0 means no upper bound on the class id.
-inline void check_boxes(const at::Tensor& boxes, const char* op, int64_t num_classes) {
+// num_classes < 0 means no upper bound on the class id. Metadata now; the value checks are queued
+// on `values` (the caller runs them).
+inline void check_boxes(const at::Tensor& boxes, const char* op, int64_t num_classes,
+                        ValueChecks& values) {
   const std::string name = std::string(op) + ": boxes";
   check_dim(boxes, name.c_str(), 3, "[N, B, 5] of (x1, y1, x2, y2, class)");
   TORCH_CHECK(boxes.size(2) == 5, name, " must have shape [N, B, 5] of (x1, y1, x2, y2, class), got ",
@@ -16,17 +18,19 @@ inline void check_boxes(const at::Tensor& boxes, const char* op, int64_t num_cla
   TORCH_CHECK(boxes.scalar_type() == at::kFloat || boxes.scalar_type() == at::kDouble, name,
               " must be float32 or float64, got ", boxes.scalar_type());
   if (boxes.numel() == 0) return;
-  check_finite(boxes, name.c_str());
+  values.finite(boxes, name);
   const at::Tensor classes = boxes.select(2, 4);
-  TORCH_CHECK(classes.eq(classes.floor()).all().item<bool>(), name,
-              "[..., 4] (class) must hold whole numbers");
-  const double lowest = classes.min().item<double>();
-  TORCH_CHECK(lowest >= -1, name, "[..., 4] (class) must be >= -1 (-1 marks padding), got ", lowest);
-  if (num_classes >= 0) {
-    const double highest = classes.max().item<double>();
-    TORCH_CHECK(highest < num_classes, name, "[..., 4] (class) must be < C = ", num_classes,
-                " (the number of score channels), got ", highest);
-  }
+  const auto range = at::aminmax(classes);
+  values.add(at::stack({classes.eq(classes.floor()).all().to(classes.scalar_type()),
+                        std::get<0>(range), std::get<1>(range)}),
+             [name, num_classes](const double* v) {
+               TORCH_CHECK(v[0] != 0, name, "[..., 4] (class) must hold whole numbers");
+               TORCH_CHECK(v[1] >= -1, name,
+                           "[..., 4] (class) must be >= -1 (-1 marks padding), got ", v[1]);
+               TORCH_CHECK(num_classes < 0 || v[2] < num_classes, name,
+                           "[..., 4] (class) must be < C = ", num_classes,
+                           " (the number of score channels), got ", v[2]);
+             });
 }
 
 inline void check_output_size(int64_t height, int64_t width, const char* op) {
@@ -36,20 +40,24 @@ inline void check_output_size(int64_t height, int64_t width, const char* op) {
 
 // Every check of each op, in the order both backends' bindings run them.
 inline void validate_boxes_to_labels(const at::Tensor& boxes, int64_t height, int64_t width) {
-  check_boxes(boxes, "boxes_to_labels", -1);
+  ValueChecks values;
+  check_boxes(boxes, "boxes_to_labels", -1, values);
   check_output_size(height, width, "boxes_to_labels");
+  values.run();
 }
 
 inline void validate_bbox_em_fixed(const at::Tensor& scores, const at::Tensor& boxes,
                                    double fg_bias, double bg_bias) {
-  estep::check_scores(scores, "bbox_em_fixed");
-  // Device first: the value checks of check_boxes read boxes on their own device.
+  ValueChecks values;
+  estep::check_scores(scores, "bbox_em_fixed", values);
+  // Device first: the value checks of both tensors are read back together.
   check_same_device(boxes, "bbox_em_fixed: boxes", scores, "scores");
-  check_boxes(boxes, "bbox_em_fixed", scores.size(1));
+  check_boxes(boxes, "bbox_em_fixed", scores.size(1), values);
   TORCH_CHECK(boxes.size(0) == scores.size(0), "bbox_em_fixed: boxes.shape[0] must equal N = ",
               scores.size(0), " (the batch size of scores), got shape ", shape_str(boxes));
   estep::check_bias(fg_bias, "bbox_em_fixed", "fg_bias");
   estep::check_bias(bg_bias, "bbox_em_fixed", "bg_bias");
+  values.run();
 }
 
 }  // namespace boxes
