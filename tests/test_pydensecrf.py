@@ -259,6 +259,9 @@ def photo_terms(image, labels, rng, variant):
         return potts + [("addPairwiseGaussian", (8, 1), {"normalization": edcrf.NORMALIZE_AFTER})]
     if variant == "bilateral_only":
         return potts[1:]
+    if variant == "zero_compat":
+        zero = np.zeros(labels, np.float32)
+        return [("addPairwiseGaussian", (3, zero), {}), ("addPairwiseBilateral", (60, 10, image, zero), {})]
     raise AssertionError(variant)
 
 
@@ -266,7 +269,8 @@ def photo_terms(image, labels, rng, variant):
     "name, h, w, labels", [("astronaut", 90, 120, 3), ("coffee", 100, 80, 6), ("chelsea", 64, 96, 21)]
 )
 @pytest.mark.parametrize(
-    "variant", ["potts", "per_axis", "proportional_matrix", "mixed_compat", "three_terms", "bilateral_only"]
+    "variant",
+    ["potts", "per_axis", "proportional_matrix", "mixed_compat", "three_terms", "bilateral_only", "zero_compat"],
 )
 def test_photos_match(name, h, w, labels, variant):
     image = sample_image(name, h, w)
@@ -278,7 +282,7 @@ def test_photos_match(name, h, w, labels, variant):
 @pytest.mark.parametrize(
     "variant, fused",
     [("potts", True), ("per_axis", True), ("proportional_matrix", True), ("bilateral_only", True),
-     ("mixed_compat", False), ("three_terms", False)],
+     ("zero_compat", True), ("mixed_compat", False), ("three_terms", False)],
 )
 def test_fused_op_where_it_computes_the_crf(monkeypatch, variant, fused):
     image = sample_image("astronaut", 40, 50)

@@ -36,23 +36,6 @@ from torch import Tensor
 
 from ..ops import dense_crf, permutohedral_filter
 
-__all__ = [
-    "KernelType",
-    "NormalizationType",
-    "CONST_KERNEL",
-    "DIAG_KERNEL",
-    "FULL_KERNEL",
-    "NO_NORMALIZATION",
-    "NORMALIZE_BEFORE",
-    "NORMALIZE_AFTER",
-    "NORMALIZE_SYMMETRIC",
-    "Unary",
-    "ConstUnary",
-    "LogisticUnary",
-    "DenseCRF",
-    "DenseCRF2D",
-]
-
 
 class KernelType(enum.IntEnum):
     CONST_KERNEL = 0
@@ -69,6 +52,18 @@ class NormalizationType(enum.IntEnum):
 
 CONST_KERNEL, DIAG_KERNEL, FULL_KERNEL = KernelType
 NO_NORMALIZATION, NORMALIZE_BEFORE, NORMALIZE_AFTER, NORMALIZE_SYMMETRIC = NormalizationType
+
+__all__ = [
+    "KernelType",
+    "NormalizationType",
+    *KernelType.__members__,
+    *NormalizationType.__members__,
+    "Unary",
+    "ConstUnary",
+    "LogisticUnary",
+    "DenseCRF",
+    "DenseCRF2D",
+]
 
 #: The permutohedral filter's range of feature dimensions.
 MAX_FEATURE_DIM = 16
@@ -333,7 +328,9 @@ def _fused_compat(gaussian: _Term | None, bilateral: _Term | None):
     if all(t is None or t.potts is not None for t in (gaussian, bilateral)):
         return None, (gaussian.potts if gaussian else 0.0), (bilateral.potts if bilateral else 0.0)
     matrices = [t.compat.astype(np.float64) if t else None for t in (gaussian, bilateral)]
-    base = next(m for m in reversed(matrices) if m is not None and m.any())
+    base = next((m for m in reversed(matrices) if m is not None and m.any()), None)
+    if base is None:  # all-zero compatibilities: no pairwise effect at all
+        return None, 0.0, 0.0
     weights = []
     for m in matrices:
         w = 0.0 if m is None else float((m * base).sum() / (base * base).sum())
