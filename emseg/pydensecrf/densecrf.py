@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from ..ops import dense_crf, permutohedral_filter
+from ._checks import buffer, one_of
 
 
 class KernelType(enum.IntEnum):
@@ -68,49 +69,6 @@ __all__ = [
 #: The permutohedral filter's range of feature dimensions.
 MAX_FEATURE_DIM = 16
 
-# C names of NumPy dtypes, as pydensecrf's (Cython) buffer errors spell them.
-_C_NAMES = {
-    "float32": "float",
-    "float64": "double",
-    "float16": "half",
-    "uint8": "unsigned char",
-    "int8": "signed char",
-    "int16": "short",
-    "uint16": "unsigned short",
-    "int32": "int",
-    "uint32": "unsigned int",
-    "int64": "long",
-    "uint64": "unsigned long",
-    "bool": "bool",
-}
-
-
-def _buffer(obj, name: str, ndim: int, dtype=np.float32) -> np.ndarray:
-    """``obj`` as an ndarray of ``ndim`` dims, ``dtype``, C-contiguous, or pydensecrf's error."""
-    if obj is None:
-        raise TypeError(f"Argument '{name}' must not be None")
-    arr = obj if isinstance(obj, np.ndarray) else np.asarray(memoryview(obj))
-    if arr.ndim != ndim:
-        raise ValueError(f"Buffer has wrong number of dimensions (expected {ndim}, got {arr.ndim})")
-    if arr.dtype != dtype:
-        want, got = np.dtype(dtype).name, arr.dtype.name
-        raise ValueError(
-            f"Buffer dtype mismatch, expected '{_C_NAMES.get(want, want)}' but got "
-            f"'{_C_NAMES.get(got, got)}'"
-        )
-    if not arr.flags.c_contiguous:
-        raise ValueError("ndarray is not C-contiguous")
-    return arr
-
-
-def _enum(value, kind: type[enum.IntEnum], name: str) -> enum.IntEnum:
-    try:
-        return kind(int(value))
-    except (TypeError, ValueError):
-        names = ", ".join(f"{m.name} ({m.value})" for m in kind)
-        raise ValueError(f"{name} must be one of {names}, got {value!r}") from None
-
-
 class Unary:
     """A unary energy ``[n_labels, n_pixels]`` for :meth:`DenseCRF.setUnary`."""
 
@@ -122,7 +80,7 @@ class ConstUnary(Unary):
     """A fixed unary energy ``u``: float32 ``[n_labels, n_pixels]``."""
 
     def __init__(self, u) -> None:
-        self._u = _buffer(u, "u", 2).copy()
+        self._u = buffer(u, "u", 2).copy()
 
     def energy(self) -> np.ndarray:
         return self._u
@@ -132,7 +90,7 @@ class LogisticUnary(Unary):
     """The unary energy ``L @ f`` (pydensecrf's LogisticUnaryEnergy): float32 matrices."""
 
     def __init__(self, L, f) -> None:  # noqa: N803 (pydensecrf's argument name)
-        L, f = _buffer(L, "L", 2), _buffer(f, "f", 2)
+        L, f = buffer(L, "L", 2), buffer(f, "f", 2)
         if L.shape[1] != f.shape[0]:
             raise ValueError(f"L @ f needs L.shape[1] == f.shape[0], got {L.shape} and {f.shape}")
         self._u = np.ascontiguousarray(L @ f, dtype=np.float32)
@@ -147,12 +105,12 @@ def _label_compatibility(compat, n_labels: int) -> tuple[np.ndarray, float | Non
         return -float(compat) * np.eye(n_labels, dtype=np.float32), float(compat)
     ndim = memoryview(compat).ndim
     if ndim == 1:
-        v = _buffer(compat, "arr", 1)
+        v = buffer(compat, "arr", 1)
         if v.shape[0] != n_labels:
             raise ValueError(f"compat vector must have n_labels = {n_labels} entries, got {v.shape[0]}")
         return np.diag(v).astype(np.float32), None
     if ndim == 2:
-        m = _buffer(compat, "arr", 2)
+        m = buffer(compat, "arr", 2)
         if m.shape != (n_labels, n_labels):
             raise ValueError(f"compat matrix must be [{n_labels}, {n_labels}], got {list(m.shape)}")
         return (0.5 * (m + m.T)).astype(np.float32), None
@@ -214,8 +172,8 @@ class DenseCRF:
     # --- set-up ----------------------------------------------------------------------------
 
     def _add_term(self, features: np.ndarray, compat, kernel, normalization, **kind) -> None:
-        _enum(kernel, KernelType, "kernel")
-        normalization = _enum(normalization, NormalizationType, "normalization")
+        one_of(kernel, KernelType, "kernel")
+        normalization = one_of(normalization, NormalizationType, "normalization")
         dim = features.shape[0]
         if not 1 <= dim <= MAX_FEATURE_DIM:
             raise NotImplementedError(
@@ -229,7 +187,7 @@ class DenseCRF:
         self, features, compat, kernel=DIAG_KERNEL, normalization=NORMALIZE_SYMMETRIC
     ) -> None:
         """A Gaussian pairwise term over ``features``: float32 ``[n_features, nvar]``."""
-        features = _buffer(features, "features", 2)
+        features = buffer(features, "features", 2)
         if features.shape[1] != self._nvar:
             raise ValueError(
                 f"Bad shape for pairwise energy (Need (?, {self._nvar}), got {features.shape})"
@@ -250,7 +208,7 @@ class DenseCRF:
 
     def setUnaryEnergy(self, u, f=None) -> None:  # noqa: N802
         """The unary energy ``u`` (float32 ``[nlabels, nvar]``, ``-log p``), or ``u @ f``."""
-        u = _buffer(u, "u", 2)
+        u = buffer(u, "u", 2)
         if u.shape != (self._nlabel, self._nvar):
             raise ValueError(
                 f"Bad shape for unary energy (Need {(self._nlabel, self._nvar)}, got {u.shape})"
@@ -300,7 +258,7 @@ class DenseCRF:
             raise TypeError(
                 f"Argument '{name}' has incorrect type (expected numpy.ndarray, got {type(Q).__name__})"
             )
-        Q = _buffer(Q, name, 2)  # noqa: N806
+        Q = buffer(Q, name, 2)  # noqa: N806
         if Q.shape != (self._nlabel, self._nvar):
             raise ValueError(f"Bad shape for {name} (Need {(self._nlabel, self._nvar)}, got {Q.shape})")
         return Q
@@ -370,7 +328,7 @@ class DenseCRF2D(DenseCRF):
             sxy = (sxy, sxy)
         if isinstance(srgb, Number):
             srgb = (srgb, srgb, srgb)
-        rgbim = _buffer(rgbim, "rgbim", 3, np.uint8)
+        rgbim = buffer(rgbim, "rgbim", 3, np.uint8)
         if rgbim.shape[0] != self._h or rgbim.shape[1] != self._w:
             raise ValueError(
                 f"Bad shape for pairwise bilateral (Need {(self._h, self._w, 3)}, got {rgbim.shape})"
