@@ -339,6 +339,24 @@ def test_boxes_to_labels_accepts_any_class_id():
     assert ops.boxes_to_labels(boxes, 4, 4)[0, 0, 0] == 1000
 
 
+@pytest.mark.parametrize("value", [1e20, 2.0**63, 3.0e38])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_boxes_to_labels_rejects_classes_beyond_int64(value, dtype):
+    # Such a class cannot become an int64 label (the conversion is undefined): refuse it by name.
+    boxes = with_value(sample_boxes().to(dtype), (0, 0, 4), value)
+    message = r"boxes_to_labels: boxes\[\.\.\., 4\] \(class\) must be < 2\^63 \(an int64 label\), got"
+    with pytest.raises(RuntimeError, match=message):
+        ops.boxes_to_labels(boxes, 4, 4)
+    with pytest.raises(RuntimeError, match=message):
+        ops.center_prior(boxes, 4, 4)
+
+
+def test_boxes_to_labels_accepts_the_largest_int64_classes():
+    largest = float(torch.tensor(2.0**63).nextafter(torch.tensor(0.0)).item())  # below 2^63
+    boxes = with_value(sample_boxes().double(), (0, 0, 4), largest)
+    assert ops.boxes_to_labels(boxes, 4, 4)[0, 0, 0].item() == int(largest)
+
+
 @pytest.mark.parametrize(
     "make, message",
     [

@@ -22,11 +22,14 @@ inline void check_boxes(const at::Tensor& boxes, const char* op, int64_t num_cla
               "[..., 4] (class) must hold whole numbers");
   const double lowest = classes.min().item<double>();
   TORCH_CHECK(lowest >= -1, name, "[..., 4] (class) must be >= -1 (-1 marks padding), got ", lowest);
+  const double highest = classes.max().item<double>();
   if (num_classes >= 0) {
-    const double highest = classes.max().item<double>();
     TORCH_CHECK(highest < num_classes, name, "[..., 4] (class) must be < C = ", num_classes,
                 " (the number of score channels), got ", highest);
   }
+  // The kernels convert the class to int64; beyond that range the conversion is undefined.
+  TORCH_CHECK(highest < 9223372036854775808.0, name,
+              "[..., 4] (class) must be < 2^63 (an int64 label), got ", highest);
 }
 
 inline void check_output_size(int64_t height, int64_t width, const char* op) {
