@@ -333,6 +333,20 @@ def test_boxes_to_labels_size_checks(height, width):
         ops.boxes_to_labels(sample_boxes(), height, width)
 
 
+@pytest.mark.parametrize("height, width", [(10**5, 10**5), (2**40, 2**40), (1, 2**62)])
+def test_boxes_to_labels_refuses_an_output_too_large_before_allocating(height, width):
+    # [2, H, W] int64: more bytes than this machine has, or than int64 counts; the allocator's own
+    # message would name neither the argument nor the shape.
+    message = (
+        rf"boxes_to_labels: the output \[N, height, width\] = \[2, {height}, {width}\] \(Long\) "
+        r"(needs [0-9.]+ GiB, more than the [0-9.]+ GiB of memory of cpu|has more bytes than int64 can count)"
+    )
+    with pytest.raises(RuntimeError, match=message):
+        ops.boxes_to_labels(sample_boxes(), height, width)
+    with pytest.raises(RuntimeError, match=message):
+        ops.center_prior(sample_boxes(), height, width)
+
+
 def test_boxes_to_labels_accepts_any_class_id():
     # No score channels to index: any whole class >= -1 is a label.
     boxes = with_value(sample_boxes(), (0, 0, 4), 1000.0)

@@ -41,6 +41,8 @@ inline void check_output_size(int64_t height, int64_t width, const char* op) {
 inline void validate_boxes_to_labels(const at::Tensor& boxes, int64_t height, int64_t width) {
   check_boxes(boxes, "boxes_to_labels", -1);
   check_output_size(height, width, "boxes_to_labels");
+  check_output_fits({boxes.size(0), height, width}, at::kLong, boxes.device(), "boxes_to_labels",
+                    "[N, height, width]");
 }
 
 inline void validate_bbox_em_fixed(const at::Tensor& scores, const at::Tensor& boxes,
