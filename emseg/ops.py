@@ -51,6 +51,35 @@ CRF_DEFAULTS = {
 }
 
 
+# The fake kernels run the native bindings' checks that need no tensor data (csrc/common/checks.h
+# and each family's checks): shapes, dtypes, devices and scalar arguments, in the same order and
+# naming the same argument. Checks of values (NaN, class ranges, sizes' entries) need the data and
+# run only in the native kernels. tests/test_meta_checks.py holds both to the same cases.
+
+
+def _expect(ok, message: str):
+    torch._check(ok, lambda: message)
+
+
+def _check_dim(t: Tensor, name: str, dim: int, layout: str):
+    _expect(t.dim() == dim, f"{name} must be a {dim}-D tensor {layout}, got shape {list(t.shape)}")
+
+
+def _check_dtype(t: Tensor, name: str, dtype: torch.dtype):
+    _expect(t.dtype == dtype, f"{name} must have dtype {dtype}, got {t.dtype}")
+
+
+def _check_size(t: Tensor, name: str, dim: int, expected, what: str):
+    _expect(
+        t.shape[dim] == expected,
+        f"{name}.shape[{dim}] must equal {what} ({expected}), got shape {list(t.shape)}",
+    )
+
+
+def _check_finite_number(value: float, name: str):
+    _expect(math.isfinite(value), f"{name} must be a finite number, got {value}")
+
+
 def _check_same_device(op: str, name: str, tensor: Tensor, reference: Tensor, ref_name: str):
     """The device check of the native bindings, for the fake kernels: a meta tensor mixed with a
     real one dispatches to the fake kernel, not to the native one."""
@@ -59,6 +88,36 @@ def _check_same_device(op: str, name: str, tensor: Tensor, reference: Tensor, re
         lambda: f"{op}: {name} must be on the same device as {ref_name} "
         f"({reference.device}), got {tensor.device}",
     )
+
+
+def _check_scores_fake(op: str, scores: Tensor):
+    name = f"{op}: scores"
+    _check_dim(scores, name, 4, "[N, C, H, W]")
+    _expect(
+        scores.dtype.is_floating_point,
+        f"{name} must be a floating-point tensor (float32, float64, float16 or bfloat16), "
+        f"got {scores.dtype}",
+    )
+    _expect(
+        scores.shape[1] >= 1,
+        f"{name} must have at least one class (C >= 1), got shape {list(scores.shape)}",
+    )
+
+
+def _check_present_fake(op: str, present: Tensor, scores: Tensor):
+    name = f"{op}: present"
+    _check_dim(present, name, 2, "[N, C]")
+    _check_dtype(present, name, torch.bool)
+    _check_same_device(op, "present", present, scores, "scores")
+    _expect(
+        present.shape == scores.shape[:2],
+        f"{name} must have shape [N, C] = {list(scores.shape[:2])} to match scores, "
+        f"got {list(present.shape)}",
+    )
+
+
+def _check_portion(value: float, op: str, arg: str):
+    _expect(0.0 <= value <= 1.0, f"{op}: {arg} must be in [0, 1], got {value}")
 
 
 def em_fixed(
@@ -89,6 +148,10 @@ def _label_map_fake(op: str, name: str, tensor: Tensor, scores: Tensor) -> Tenso
 
 @torch.library.register_fake("emseg::em_fixed")
 def _em_fixed_fake(scores, present, fg_bias=5.0, bg_bias=3.0, suppress_absent=False):
+    _check_scores_fake("em_fixed", scores)
+    _check_present_fake("em_fixed", present, scores)
+    _check_finite_number(fg_bias, "em_fixed: fg_bias")
+    _check_finite_number(bg_bias, "em_fixed: bg_bias")
     return _label_map_fake("em_fixed", "present", present, scores)
 
 
@@ -138,12 +201,17 @@ def em_adapt(
 
 @torch.library.register_fake("emseg::em_adapt")
 def _em_adapt_fake(scores, present, fg_portion=0.2, bg_portion=0.4, max_iter=100000):
-    _check_same_device("em_adapt", "present", present, scores, "scores")
+    _check_scores_fake("em_adapt", scores)
+    _check_present_fake("em_adapt", present, scores)
+    _check_portion(fg_portion, "em_adapt", "fg_portion")
+    _check_portion(bg_portion, "em_adapt", "bg_portion")
+    _expect(max_iter >= 1, f"em_adapt: max_iter must be >= 1, got {max_iter}")
     n, c, h, w = scores.shape
     return (
         scores.new_empty((n, h, w), dtype=torch.int64),
         scores.new_empty((n, c), dtype=torch.float64),
     )
+
 
 
 def boxes_to_labels(boxes: Tensor, height: int, width: int, fill: int = 0) -> Tensor:
@@ -156,8 +224,26 @@ def boxes_to_labels(boxes: Tensor, height: int, width: int, fill: int = 0) -> Te
     return torch.ops.emseg.boxes_to_labels(boxes, height, width, fill)
 
 
+def _check_boxes_fake(op: str, boxes: Tensor):
+    name = f"{op}: boxes"
+    _check_dim(boxes, name, 3, "[N, B, 5] of (x1, y1, x2, y2, class)")
+    _expect(
+        boxes.shape[2] == 5,
+        f"{name} must have shape [N, B, 5] of (x1, y1, x2, y2, class), got {list(boxes.shape)}",
+    )
+    _expect(
+        boxes.dtype in (torch.float32, torch.float64),
+        f"{name} must be float32 or float64, got {boxes.dtype}",
+    )
+
+
 @torch.library.register_fake("emseg::boxes_to_labels")
 def _boxes_to_labels_fake(boxes, height, width, fill=0):
+    _check_boxes_fake("boxes_to_labels", boxes)
+    _expect(
+        height >= 0 and width >= 0,
+        f"boxes_to_labels: height and width must be >= 0, got height={height}, width={width}",
+    )
     return boxes.new_empty((boxes.shape[0], height, width), dtype=torch.int64)
 
 
@@ -179,6 +265,16 @@ def bbox_em_fixed(
 
 @torch.library.register_fake("emseg::bbox_em_fixed")
 def _bbox_em_fixed_fake(scores, boxes, fg_bias=5.0, bg_bias=3.0, suppress_absent=False):
+    _check_scores_fake("bbox_em_fixed", scores)
+    _check_same_device("bbox_em_fixed", "boxes", boxes, scores, "scores")
+    _check_boxes_fake("bbox_em_fixed", boxes)
+    _expect(
+        boxes.shape[0] == scores.shape[0],
+        f"bbox_em_fixed: boxes.shape[0] must equal N = {scores.shape[0]} (the batch size of "
+        f"scores), got shape {list(boxes.shape)}",
+    )
+    _check_finite_number(fg_bias, "bbox_em_fixed: fg_bias")
+    _check_finite_number(bg_bias, "bbox_em_fixed: bg_bias")
     return _label_map_fake("bbox_em_fixed", "boxes", boxes, scores)
 
 
@@ -232,9 +328,46 @@ def permutohedral_filter(values: Tensor, features: Tensor, normalize: bool = Tru
     return torch.ops.emseg.permutohedral_filter(values, features, normalize)
 
 
+# Largest feature dimension D of the lattice (csrc/lattice/lattice.h, kMaxDim).
+_MAX_FEATURE_DIM = 16
+
+
 @torch.library.register_fake("emseg::permutohedral_filter")
 def _permutohedral_filter_fake(values, features, normalize=True):
+    _expect(
+        values.dim() in (2, 3),
+        f"values must be a 2-D [P, V] or 3-D [N, P, V] tensor, got shape {list(values.shape)}",
+    )
+    _expect(
+        features.dim() == values.dim(),
+        "features must have the same number of dimensions as values ([P, D] for [P, V] values, "
+        f"[N, P, D] for [N, P, V]), got shape {list(features.shape)} for values of shape "
+        f"{list(values.shape)}",
+    )
+    _check_dtype(values, "values", torch.float32)
+    _check_dtype(features, "features", torch.float32)
+    _expect(
+        features.device == values.device,
+        f"features must be on the same device as values ({values.device}), got {features.device}",
+    )
+    for i in range(values.dim() - 1):
+        _expect(
+            features.shape[i] == values.shape[i],
+            f"features.shape[{i}] must equal values.shape[{i}] ({values.shape[i]}), got features "
+            f"of shape {list(features.shape)}",
+        )
+    d, points = features.shape[-1], values.shape[-2]
+    _expect(
+        1 <= d <= _MAX_FEATURE_DIM,
+        "features.shape[-1] (the feature dimension D) must be between 1 and "
+        f"{_MAX_FEATURE_DIM}, got {d}",
+    )
+    _expect(
+        points * (d + 1) < 2**30,
+        f"too many points for one lattice: P * (D + 1) must be below 2^30, got P = {points}, D = {d}",
+    )
     return values.new_empty(values.shape)
+
 
 
 def _pair(x, n: int, name: str) -> list[float]:
@@ -310,8 +443,63 @@ def dense_crf(
     )
 
 
+def _check_stds(stds, name: str, expected: int, layout: str):
+    _expect(
+        len(stds) == expected, f"{name} must have {expected} entries {layout}, got {len(stds)}"
+    )
+    for i, std in enumerate(stds):
+        _expect(
+            math.isfinite(std) and std > 0,
+            f"{name}[{i}] must be a positive finite standard deviation, got {std}",
+        )
+
+
 @torch.library.register_fake("emseg::dense_crf")
 def _dense_crf_fake(unary, image, compat, pos_std, bi_std, iterations=10, sizes=None, logits=False):
+    _check_dim(unary, "unary", 4, "[N, L, H, W]")
+    _check_dtype(unary, "unary", torch.float32)
+    n, labels, h, w = unary.shape
+    _expect(
+        labels >= 1,
+        "unary must have at least one label (unary.shape[1] = L >= 1), got shape "
+        f"{list(unary.shape)}",
+    )
+    _check_dim(image, "image", 4, "[N, 3, H, W]")
+    _check_dtype(image, "image", torch.uint8)
+    _expect(
+        image.device == unary.device,
+        f"image must be on the same device as unary ({unary.device}), got {image.device}",
+    )
+    _check_size(image, "image", 0, n, "unary.shape[0] (N)")
+    _check_size(image, "image", 1, 3, "3 colour channels")
+    _check_size(image, "image", 2, h, "unary.shape[2] (H)")
+    _check_size(image, "image", 3, w, "unary.shape[3] (W)")
+    _check_dim(compat, "compat", 3, "[2, L, L]")
+    _check_dtype(compat, "compat", torch.float32)
+    _check_size(compat, "compat", 0, 2, "2 (position kernel, bilateral kernel)")
+    _check_size(compat, "compat", 1, labels, "the number of labels L")
+    _check_size(compat, "compat", 2, labels, "the number of labels L")
+    _check_stds(pos_std, "pos_std", 2, "(x, y)")
+    _check_stds(bi_std, "bi_std", 5, "(x, y, r, g, b)")
+    _expect(iterations >= 0, f"iterations must be >= 0, got {iterations}")
+    _expect(
+        h * w * 6 < 2**30,
+        f"image too large for one lattice: H * W must be below {2**30 // 6}, got {h * w}",
+    )
+    span, limit = torch.sym_max(h, w), 2**22
+    _expect(
+        span / min(pos_std) * 6 < limit
+        and span / min(bi_std[:2]) * 6 < limit
+        and 255.0 / min(bi_std[2:]) * 6 < limit,
+        "standard deviations too small for the image size: pixel coordinates divided by them "
+        f"must stay below {limit // 6}",
+    )
+    if sizes is not None:
+        _check_dim(sizes, "sizes", 2, "[N, 2] (valid height, width per image)")
+        _check_dtype(sizes, "sizes", torch.int64)
+        _check_size(sizes, "sizes", 0, n, "unary.shape[0] (N)")
+        _check_size(sizes, "sizes", 1, 2, "2 (height, width)")
     return unary.new_empty(unary.shape)
+
 
 
