@@ -90,6 +90,19 @@ def _check_same_device(op: str, name: str, tensor: Tensor, reference: Tensor, re
     )
 
 
+def _register_no_backward(op: str):
+    """Outputs of ``op`` keep a ``grad_fn`` whose backward raises: without it autograd would return
+    no gradient at all (``.grad`` None) and only warn. The op has no derivative yet."""
+
+    def backward(ctx, *grads):
+        raise NotImplementedError(
+            f"emseg.{op} has no backward: no gradient is defined for it yet. Call it under "
+            "torch.no_grad() or on detached inputs."
+        )
+
+    torch.library.register_autograd(f"emseg::{op}", backward, setup_context=lambda ctx, inputs, output: None)
+
+
 def _check_scores_fake(op: str, scores: Tensor):
     name = f"{op}: scores"
     _check_dim(scores, name, 4, "[N, C, H, W]")
@@ -212,6 +225,8 @@ def _em_adapt_fake(scores, present, fg_portion=0.2, bg_portion=0.4, max_iter=100
         scores.new_empty((n, c), dtype=torch.float64),
     )
 
+
+_register_no_backward("em_adapt")
 
 
 def boxes_to_labels(boxes: Tensor, height: int, width: int, fill: int = 0) -> Tensor:
@@ -369,6 +384,8 @@ def _permutohedral_filter_fake(values, features, normalize=True):
     return values.new_empty(values.shape)
 
 
+_register_no_backward("permutohedral_filter")
+
 
 def _pair(x, n: int, name: str) -> list[float]:
     if isinstance(x, (int, float)):
@@ -501,5 +518,7 @@ def _dense_crf_fake(unary, image, compat, pos_std, bi_std, iterations=10, sizes=
         _check_size(sizes, "sizes", 1, 2, "2 (height, width)")
     return unary.new_empty(unary.shape)
 
+
+_register_no_backward("dense_crf")
 
 

@@ -137,3 +137,30 @@ def test_opcheck(device):
 def test_rejects_bad_input(values, features, match):
     with pytest.raises(RuntimeError, match=match):
         permutohedral_filter(values, features)
+
+
+def test_backward_raises_until_a_gradient_is_defined():
+    f, v = _points(3, p=64, seed=9)
+    values = torch.from_numpy(v).requires_grad_()
+    features = torch.from_numpy(f).requires_grad_()
+    out = permutohedral_filter(values, features)
+    assert out.grad_fn is not None
+    with pytest.raises(NotImplementedError, match="emseg.permutohedral_filter has no backward: no gradient is defined"):
+        out.sum().backward()
+    assert values.grad is None and features.grad is None
+    # Without grad the forward is unchanged.
+    with torch.no_grad():
+        plain = permutohedral_filter(values, features)
+    assert plain.grad_fn is None
+    torch.testing.assert_close(plain, out.detach(), rtol=0, atol=0)
+
+
+def test_opcheck_with_inputs_that_require_grad():
+    # The checks that do not run backward (the backward raises by design).
+    f, v = _points(2, p=32, seed=10)
+    args = (torch.from_numpy(v).requires_grad_(), torch.from_numpy(f).requires_grad_(), True)
+    torch.library.opcheck(
+        torch.ops.emseg.permutohedral_filter.default,
+        args,
+        test_utils=("test_schema", "test_autograd_registration", "test_faketensor"),
+    )
