@@ -438,6 +438,10 @@ def dense_crf(
     deviations are numbers or per-axis tuples ``(x, y)`` / ``(r, g, b)``. ``mu`` is Potts,
     ``[l != l']``, when ``compat`` is None, else the given ``[L, L]`` matrix (not symmetrised).
     A weight of 0 switches a kernel off. Defaults: :data:`CRF_DEFAULTS` (DeepLab on VOC).
+    Any finite unary works (Q is computed from each pixel's energies less their minimum, exactly
+    0 where that difference is beyond float32). Weights are refused (``RuntimeError`` naming
+    ``compat``, i.e. ``pos_w``/``bi_w``) when the messages could overflow float32: when
+    ``sum_k max |w_k compat_k| * sqrt(H * W)`` reaches 8.5e37.
 
     ``sizes``: optional int64 ``[N, 2]`` valid (height, width) per image, for padded batches:
     each image's CRF runs on its top-left ``height x width`` region only, and Q is 0 outside it.

@@ -178,6 +178,7 @@ VALUE_CHECKS = {
     "crf-nan-unary": lambda: crf_args(unary=torch.full((1, 3, 6, 7), float("nan"))),
     "crf-inf-compat": lambda: crf_args(compat=torch.full((2, 3, 3), float("inf"))),
     "crf-sizes-out-of-range": lambda: crf_args(sizes=torch.tensor([[7, 7]])),
+    "crf-compat-overflows": lambda: crf_args(compat=torch.full((2, 3, 3), 3e38)),
 }
 
 

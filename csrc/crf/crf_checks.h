@@ -53,6 +53,14 @@ inline at::Tensor check_dense_crf_inputs(const at::Tensor& unary, const at::Tens
               "standard deviations too small for the image size: pixel coordinates divided by "
               "them must stay below ", (1 << 22) / 6);
   check_finite(compat, "compat");
+  // A message sum_l' C_k(l, l') n_k(i) F_k(i, l') is at most max |C_k| sqrt(P) in size (symmetric
+  // normalisation and Cauchy-Schwarz: n_i sum_j w_ij n_j <= sqrt(P) for w >= 0 symmetric). Their
+  // sum must stay finite in float32, with room for the lattice's rounding.
+  const double message_bound =
+      compat.abs().amax({1, 2}).sum().item<double>() * std::sqrt(double(H) * double(W));
+  TORCH_CHECK(message_bound < 8.5e37, "compat (the kernel weights pos_w, bi_w times the "
+              "compatibility) too large: the mean-field messages, up to sum_k max |compat[k]| * "
+              "sqrt(H * W) = ", message_bound, ", must stay below 8.5e37 to be finite in float32");
   check_finite(unary, "unary");
 
   at::Tensor hw;
