@@ -339,6 +339,10 @@ def permutohedral_filter(values: Tensor, features: Tensor, normalize: bool = Tru
     Accuracy: the lattice is an approximation; measured against exact O(P^2) filtering on random
     point sets, the normalised output's error grows with D (tests/test_lattice.py states and asserts
     the bounds). Returns a float32 tensor shaped like ``values``.
+
+    Determinism: on the CPU the output has the same bits for any number of threads (on a given
+    machine: AVX2 + FMA hosts round differently from hosts without); CUDA agrees with the CPU
+    within the tolerances of tests/test_lattice.py, not bit for bit.
     """
     return torch.ops.emseg.permutohedral_filter(values, features, normalize)
 
