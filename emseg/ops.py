@@ -80,6 +80,20 @@ def _check_finite_number(value: float, name: str):
     _expect(math.isfinite(value), f"{name} must be a finite number, got {value}")
 
 
+# Start of the RuntimeError a native loop raises when a signal handler raised meanwhile
+# (csrc/common/interrupt.h): the wrappers of the long-running ops raise KeyboardInterrupt instead.
+_INTERRUPTED = "emseg: interrupted"
+
+
+def _interruptible(op, *args):
+    try:
+        return op(*args)
+    except RuntimeError as e:
+        if str(e).startswith(_INTERRUPTED):
+            raise KeyboardInterrupt from None
+        raise
+
+
 def _check_same_device(op: str, name: str, tensor: Tensor, reference: Tensor, ref_name: str):
     """The device check of the native bindings, for the fake kernels: a meta tensor mixed with a
     real one dispatches to the fake kernel, not to the native one."""
@@ -206,10 +220,13 @@ def em_adapt(
     shortfall (64 chain steps per present class without a new lowest) or after ``max_iter`` sweeps
     and chain steps in all.
 
+    On the CPU, Ctrl-C stops a batch after the images in flight (``KeyboardInterrupt``); on CUDA
+    the batch is one kernel, and the interrupt is seen when the caller next synchronises.
+
     Returns ``(labels, biases)``: int64 ``[N, H, W]`` and float64 ``[N, C]`` with ``-inf`` for absent
     classes, so that ``labels == argmax(scores.double() + biases[..., None, None], dim=1)``.
     """
-    return torch.ops.emseg.em_adapt(scores, present, fg_portion, bg_portion, max_iter)
+    return _interruptible(torch.ops.emseg.em_adapt, scores, present, fg_portion, bg_portion, max_iter)
 
 
 @torch.library.register_fake("emseg::em_adapt")
@@ -450,6 +467,8 @@ def dense_crf(
     ``sizes``: optional int64 ``[N, 2]`` valid (height, width) per image, for padded batches:
     each image's CRF runs on its top-left ``height x width`` region only, and Q is 0 outside it.
 
+    Ctrl-C stops it between mean-field iterations (``KeyboardInterrupt``, CPU and CUDA).
+
     Returns the marginals Q, float32 ``[N, L, H, W]`` (softmax of ``-unary`` when iterations = 0).
     """
     if unary_kind not in ("neg_log_prob", "logits"):
@@ -463,8 +482,9 @@ def dense_crf(
     )
     pos_std = _pair(pos_xy_std, 2, "pos_xy_std")
     bi_std = _pair(bi_xy_std, 2, "bi_xy_std") + _pair(bi_rgb_std, 3, "bi_rgb_std")
-    return torch.ops.emseg.dense_crf(
-        unary, image, compat_k, pos_std, bi_std, iterations, sizes, unary_kind == "logits"
+    return _interruptible(
+        torch.ops.emseg.dense_crf,
+        unary, image, compat_k, pos_std, bi_std, iterations, sizes, unary_kind == "logits",
     )
 
 

@@ -10,6 +10,7 @@
 
 #include "crf/crf.h"
 #include "crf/crf_checks.h"
+#include "common/interrupt.h"
 #include "crf/crf_features.h"
 #include "lattice/lattice_cpu.h"
 
@@ -174,6 +175,7 @@ at::Tensor dense_crf_cpu(const at::Tensor& unary_in, const at::Tensor& image_in,
 
     update(0);  // Q = softmax(-U) and the first lattice inputs n_k Q
     for (int64_t it = 0; it < iterations && used > 0; ++it) {
+      check_interrupt();
       if (inner) {
         for (int64_t t = 0; t < tasks; ++t) filter_task(t);
       } else {

@@ -10,6 +10,7 @@
 #include <optional>
 #include <vector>
 
+#include "common/interrupt.h"
 #include "crf/crf.h"
 #include "crf/crf_checks.h"
 #include "crf/crf_features.h"
@@ -99,6 +100,7 @@ at::Tensor dense_crf_cuda(const at::Tensor& unary_in, const at::Tensor& image_in
     C10_CUDA_CHECK(crf::cuda::mean_field(args, W, stream));
     args.num_kernels = used;
     for (int64_t it = 0; it < iterations && used > 0; ++it) {
+      check_interrupt();
       for (int s = 0; s < used; ++s) {
         lat[s].filter_chunks(in_ptr[s], out_ptr[s], W, C, scratch_ptr[s]);
       }
