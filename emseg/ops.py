@@ -323,6 +323,8 @@ def center_prior(
         raise ValueError(f"portion must be in (0, 1], got {portion}")
     if boxes.dim() != 3 or boxes.size(-1) != 5:
         raise ValueError(f"boxes must have shape [N, B, 5], got {list(boxes.shape)}")
+    if boxes.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"boxes must be float32 or float64, got {boxes.dtype}")
     scale = math.sqrt(portion)
     cx = (boxes[..., 0] + boxes[..., 2]) * 0.5
     cy = (boxes[..., 1] + boxes[..., 3]) * 0.5
