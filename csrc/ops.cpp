@@ -1,5 +1,5 @@
 // The one place where every emseg operator's schema is declared. Kernels register per backend in
-// csrc/<family>/<family>_{cpu,cuda}.cpp; fake (meta) kernels live in emseg/ops.py.
+// csrc/<family>/<family>_{cpu,cuda}.cpp; fake (meta) kernels live in emseg/ops/.
 //
 // Every family has the same files (<f> = estep, boxes, lattice, crf):
 //   <f>.h         per-element math, host + device    <f>_checks.h   input checks, both bindings

@@ -270,6 +270,9 @@ def test_center_prior_checks():
             ops.center_prior(boxes, 4, 4, portion)
     with pytest.raises(ValueError, match=r"boxes must have shape \[N, B, 5\], got \[1, 4\]"):
         ops.center_prior(boxes[0, :, :4], 4, 4)
+    # Integer boxes would be halved in integer arithmetic before the op could refuse them.
+    with pytest.raises(ValueError, match="boxes must be float32 or float64, got torch.int32"):
+        ops.center_prior(boxes.int(), 4, 4)
 
 
 # ---- opcheck, input checks, devices -------------------------------------------------------------
@@ -334,10 +337,42 @@ def test_boxes_to_labels_size_checks(height, width):
         ops.boxes_to_labels(sample_boxes(), height, width)
 
 
+@pytest.mark.parametrize("height, width", [(10**5, 10**5), (2**40, 2**40), (1, 2**62)])
+def test_boxes_to_labels_refuses_an_output_too_large_before_allocating(height, width):
+    # [2, H, W] int64: more bytes than this machine has, or than int64 counts; the allocator's own
+    # message would name neither the argument nor the shape.
+    message = (
+        rf"boxes_to_labels: the output \[N, height, width\] = \[2, {height}, {width}\] \(Long\) "
+        r"(needs [0-9.]+ GiB, more than the [0-9.]+ GiB of memory of cpu|has more bytes than int64 can count)"
+    )
+    with pytest.raises(RuntimeError, match=message):
+        ops.boxes_to_labels(sample_boxes(), height, width)
+    with pytest.raises(RuntimeError, match=message):
+        ops.center_prior(sample_boxes(), height, width)
+
+
 def test_boxes_to_labels_accepts_any_class_id():
     # No score channels to index: any whole class >= -1 is a label.
     boxes = with_value(sample_boxes(), (0, 0, 4), 1000.0)
     assert ops.boxes_to_labels(boxes, 4, 4)[0, 0, 0] == 1000
+
+
+@pytest.mark.parametrize("value", [1e20, 2.0**63, 3.0e38])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_boxes_to_labels_rejects_classes_beyond_int64(value, dtype):
+    # Such a class cannot become an int64 label (the conversion is undefined): refuse it by name.
+    boxes = with_value(sample_boxes().to(dtype), (0, 0, 4), value)
+    message = r"boxes_to_labels: boxes\[\.\.\., 4\] \(class\) must be < 2\^63 \(an int64 label\), got"
+    with pytest.raises(RuntimeError, match=message):
+        ops.boxes_to_labels(boxes, 4, 4)
+    with pytest.raises(RuntimeError, match=message):
+        ops.center_prior(boxes, 4, 4)
+
+
+def test_boxes_to_labels_accepts_the_largest_int64_classes():
+    largest = float(torch.tensor(2.0**63).nextafter(torch.tensor(0.0)).item())  # below 2^63
+    boxes = with_value(sample_boxes().double(), (0, 0, 4), largest)
+    assert ops.boxes_to_labels(boxes, 4, 4)[0, 0, 0].item() == int(largest)
 
 
 @pytest.mark.parametrize(

@@ -353,3 +353,71 @@ def test_python_api_rejects_bad_arguments():
     with pytest.raises(ValueError, match="normalization must be one of NO_NORMALIZATION"):
         d.addPairwiseGaussian(sxy=3, compat=3, normalization=7)
     d.addPairwiseGaussian(sxy=3, compat=3, normalization=emseg.crf.NORMALIZE_BEFORE)  # the whole pydensecrf API
+
+
+def test_backward_raises_until_a_gradient_is_defined():
+    unary = torch.rand(1, 3, 6, 7, requires_grad=True)
+    image = torch.randint(0, 256, (1, 3, 6, 7), dtype=torch.uint8)
+    q = dense_crf(unary, image, iterations=2)
+    assert q.grad_fn is not None
+    with pytest.raises(NotImplementedError, match="emseg.dense_crf has no backward: no gradient is defined"):
+        q.sum().backward()
+    assert unary.grad is None
+    with torch.no_grad():
+        plain = dense_crf(unary, image, iterations=2)
+    assert plain.grad_fn is None
+    torch.testing.assert_close(plain, q.detach(), rtol=0, atol=0)
+
+
+def test_opcheck_with_inputs_that_require_grad():
+    u = torch.rand(1, 2, 5, 6, requires_grad=True)
+    image = torch.randint(0, 256, (1, 3, 5, 6), dtype=torch.uint8)
+    compat = torch.stack([-3 * torch.eye(2), -4 * torch.eye(2)]).requires_grad_()
+    args = (u, image, compat, [3.0, 3.0], [60.0, 60.0, 5.0, 5.0, 5.0], 2, None, False)
+    torch.library.opcheck(
+        torch.ops.emseg.dense_crf.default,
+        args,
+        test_utils=("test_schema", "test_autograd_registration", "test_faketensor"),
+    )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("labels", [1, 3, 4, 5, 9])
+@pytest.mark.parametrize("kind", ["constant-1e30", "near-1e30", "minus-1e30", "spread-3e38"])
+def test_huge_finite_unaries_give_their_softmax(device, labels, kind):
+    # Differences of at least an ulp of 1e30 (about 7e22) dwarf every message, and a constant unary
+    # stays uniform under Potts messages: Q is softmax(-unary) in each case.
+    g = torch.Generator().manual_seed(labels)
+    shape = (2, labels, 6, 7)
+    if kind == "constant-1e30":
+        unary = torch.full(shape, 1e30)
+    elif kind == "near-1e30":
+        unary = 1e30 * (1 + 0.5 * torch.rand(shape, generator=g))
+    elif kind == "minus-1e30":
+        unary = -1e30 * (1 + 0.5 * torch.rand(shape, generator=g))
+    else:
+        unary = 3e38 * (2 * torch.rand(shape, generator=g) - 1)
+    image = torch.randint(0, 256, (2, 3, 6, 7), dtype=torch.uint8, generator=g)
+    expected = torch.softmax(-unary.double(), dim=1).float()
+    for unary_kind, u in [("neg_log_prob", unary), ("logits", -unary)]:
+        q = dense_crf(u.to(device), image.to(device), unary_kind=unary_kind).cpu()
+        torch.testing.assert_close(q, expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("weights", [dict(pos_w=3e38, bi_w=3e38), dict(pos_w=2e37, bi_w=0), dict(pos_w=0, bi_w=-2e37)])
+def test_weights_whose_messages_overflow_are_refused(weights):
+    unary = torch.rand(1, 3, 6, 7)
+    image = torch.zeros(1, 3, 6, 7, dtype=torch.uint8)
+    with pytest.raises(RuntimeError, match=r"compat \(the kernel weights pos_w, bi_w times the compatibility\) too large"):
+        dense_crf(unary, image, **weights)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_large_weights_below_the_limit_give_a_distribution(device):
+    g = torch.Generator().manual_seed(3)
+    unary = 3e38 * (2 * torch.rand(2, 4, 6, 7, generator=g) - 1)
+    image = torch.randint(0, 256, (2, 3, 6, 7), dtype=torch.uint8, generator=g)
+    for weights in [dict(pos_w=1e36, bi_w=1e36), dict(pos_w=-1e36, bi_w=5.0), dict(pos_w=1e30, bi_w=0)]:
+        q = dense_crf(unary.to(device), image.to(device), **weights).cpu()
+        assert torch.isfinite(q).all() and (q >= 0).all()
+        torch.testing.assert_close(q.sum(1), torch.ones(2, 6, 7), rtol=0, atol=1e-5)

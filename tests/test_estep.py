@@ -379,3 +379,12 @@ def test_em_adapt_device_parity(device, shape):
     labels, biases = run_on(device, ops.em_adapt, scores, present)
     torch.testing.assert_close(labels, cpu_labels, rtol=0, atol=0)
     torch.testing.assert_close(biases, cpu_biases, rtol=0, atol=0)
+
+
+def test_em_adapt_biases_backward_raises_until_a_gradient_is_defined():
+    scores = torch.randn(1, 3, 4, 4, requires_grad=True)
+    labels, biases = ops.em_adapt(scores, torch.ones(1, 3, dtype=torch.bool))
+    assert labels.grad_fn is None and biases.grad_fn is not None
+    with pytest.raises(NotImplementedError, match="emseg.em_adapt has no backward: no gradient is defined"):
+        biases.sum().backward()
+    assert scores.grad is None

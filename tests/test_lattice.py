@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import emseg
 from emseg.ops import permutohedral_filter
 
 from conftest import DEVICES
@@ -149,3 +150,72 @@ def test_opcheck(device):
 def test_rejects_bad_input(values, features, match):
     with pytest.raises(RuntimeError, match=match):
         permutohedral_filter(values, features)
+
+
+def test_backward_raises_until_a_gradient_is_defined():
+    f, v = _points(3, p=64, seed=9)
+    values = torch.from_numpy(v).requires_grad_()
+    features = torch.from_numpy(f).requires_grad_()
+    out = permutohedral_filter(values, features)
+    assert out.grad_fn is not None
+    with pytest.raises(NotImplementedError, match="emseg.permutohedral_filter has no backward: no gradient is defined"):
+        out.sum().backward()
+    assert values.grad is None and features.grad is None
+    # Without grad the forward is unchanged.
+    with torch.no_grad():
+        plain = permutohedral_filter(values, features)
+    assert plain.grad_fn is None
+    torch.testing.assert_close(plain, out.detach(), rtol=0, atol=0)
+
+
+def test_opcheck_with_inputs_that_require_grad():
+    # The checks that do not run backward (the backward raises by design).
+    f, v = _points(2, p=32, seed=10)
+    args = (torch.from_numpy(v).requires_grad_(), torch.from_numpy(f).requires_grad_(), True)
+    torch.library.opcheck(
+        torch.ops.emseg.permutohedral_filter.default,
+        args,
+        test_utils=("test_schema", "test_autograd_registration", "test_faketensor"),
+    )
+
+
+def _thread_count_cases():
+    g = torch.Generator().manual_seed(11)
+    for p, v, d in [(2000, 1, 2), (2000, 4, 5), (2000, 5, 3), (3000, 9, 5), (5000, 21, 5), (300, 2, 16), (20000, 3, 5)]:
+        f, x = torch.rand(p, d, generator=g) * 4, torch.randn(p, v, generator=g)
+        for normalize in (True, False):
+            yield f"lattice-P{p}-V{v}-D{d}-{normalize}", lambda f=f, x=x, n=normalize: emseg.ops.permutohedral_filter(x, f, n)
+    f, x = torch.rand(3, 700, 5, generator=g) * 3, torch.randn(3, 700, 6, generator=g)
+    yield "lattice-batched", lambda: emseg.ops.permutohedral_filter(x, f)
+    u = torch.rand(2, 21, 40, 50, generator=g)
+    image = torch.randint(0, 256, (2, 3, 40, 50), dtype=torch.uint8, generator=g)
+    yield "crf-21-labels", lambda: emseg.ops.dense_crf(u, image)
+    yield "crf-3-labels", lambda: emseg.ops.dense_crf(u[:, :3].contiguous(), image, iterations=5)
+    compat = torch.rand(5, 5, generator=g)
+    yield "crf-matrix-compat", lambda: emseg.ops.dense_crf(u[:, :5].contiguous(), image, compat=compat)
+    scores = torch.randn(4, 21, 65, 47, generator=g)
+    present = torch.rand(4, 21, generator=g) < 0.3
+    yield "em_fixed", lambda: emseg.ops.em_fixed(scores, present)
+    yield "em_adapt", lambda: torch.cat([t.double().flatten() for t in emseg.ops.em_adapt(scores, present)])
+    boxes = torch.cat([torch.rand(4, 6, 4, generator=g) * 60, torch.randint(0, 21, (4, 6, 1), generator=g).float()], 2)
+    yield "boxes_to_labels", lambda: emseg.ops.boxes_to_labels(boxes, 65, 47)
+    yield "bbox_em_fixed", lambda: emseg.ops.bbox_em_fixed(scores, boxes)
+
+
+THREAD_CASES = dict(_thread_count_cases())
+
+
+@pytest.mark.parametrize("name", list(THREAD_CASES))
+def test_cpu_outputs_have_the_same_bits_for_any_thread_count(name):
+    # README, "The operators": the CPU kernels give the same bits whatever torch.set_num_threads.
+    run = THREAD_CASES[name]
+    before = torch.get_num_threads()
+    try:
+        outputs = []
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            outputs.append(run())
+    finally:
+        torch.set_num_threads(before)
+    for threads, out in zip((2, 3), outputs[1:]):
+        assert torch.equal(out, outputs[0]), f"{name}: {threads} threads differ from 1"

@@ -30,6 +30,9 @@ inline void check_boxes(const at::Tensor& boxes, const char* op, int64_t num_cla
                TORCH_CHECK(num_classes < 0 || v[2] < num_classes, name,
                            "[..., 4] (class) must be < C = ", num_classes,
                            " (the number of score channels), got ", v[2]);
+               // The kernels convert the class to int64; beyond that range the conversion is undefined.
+               TORCH_CHECK(v[2] < 9223372036854775808.0, name,
+                           "[..., 4] (class) must be < 2^63 (an int64 label), got ", v[2]);
              });
 }
 
@@ -44,6 +47,8 @@ inline void validate_boxes_to_labels(const at::Tensor& boxes, int64_t height, in
   check_boxes(boxes, "boxes_to_labels", -1, values);
   check_output_size(height, width, "boxes_to_labels");
   values.run();
+  check_output_fits({boxes.size(0), height, width}, at::kLong, boxes.device(), "boxes_to_labels",
+                    "[N, height, width]");
 }
 
 inline void validate_bbox_em_fixed(const at::Tensor& scores, const at::Tensor& boxes,

@@ -4,8 +4,12 @@
 #include <torch/library.h>
 #include <ATen/ATen.h>
 
+#include <ATen/DeviceAccelerator.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <functional>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -100,6 +104,36 @@ class ValueChecks {
 
 inline void check_range(double value, const char* name, double lo, double hi, const char* expect) {
   TORCH_CHECK(value >= lo && value <= hi, name, " must be ", expect, ", got ", value);
+}
+
+// Bytes of memory of a device: the machine's physical memory for the CPU, else what its allocator
+// reports as the device's total (0 when it cannot tell).
+inline double device_memory_bytes(const at::Device& device) {
+  if (device.is_cpu()) return double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE));
+  try {
+    return double(at::getDeviceAllocator(device.type())->getMemoryInfo(device.index()).second);
+  } catch (const c10::Error&) {
+    return 0;
+  }
+}
+
+// An output whose shape comes from arguments: refuse one that cannot fit before allocating it (the
+// allocator's message names a byte count, not the argument that asked for it).
+inline void check_output_fits(std::initializer_list<int64_t> shape, at::ScalarType dtype,
+                              const at::Device& device, const char* op, const char* layout) {
+  std::string dims;
+  int64_t bytes = int64_t(c10::elementSize(dtype));
+  bool overflow = false;
+  for (const int64_t d : shape) {
+    dims += (dims.empty() ? "" : ", ") + std::to_string(d);
+    overflow = overflow || __builtin_mul_overflow(bytes, d, &bytes);
+  }
+  TORCH_CHECK(!overflow, op, ": the output ", layout, " = [", dims, "] (", dtype,
+              ") has more bytes than int64 can count");
+  const double gib = double(int64_t(1) << 30), memory = device_memory_bytes(device);
+  TORCH_CHECK(memory <= 0 || double(bytes) <= memory, op, ": the output ", layout, " = [", dims,
+              "] (", dtype, ") needs ", double(bytes) / gib, " GiB, more than the ", memory / gib,
+              " GiB of memory of ", device);
 }
 
 }  // namespace emseg

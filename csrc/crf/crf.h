@@ -72,7 +72,10 @@ inline lattice::vf4 exp_approx4(lattice::vf4 x) {
 #endif
 
 // Every [P, L] array below is in the lattice's chunked layout: C = ceil(L / W) chunks [P][W]
-// (lattice::chunk_offset). Padding lanes of the unary hold a huge energy, so their Q is exactly 0.
+// (lattice::chunk_offset). Padding lanes of the unary hold an infinite energy, so their Q is exactly
+// 0. The bindings shift each pixel's energies so that the lowest is 0 (Q does not change): with
+// messages bounded (check_dense_crf_inputs) the best label's energy then stays finite however large
+// the unary, and every other label's is at most infinite, whose exp is exactly 0.
 struct MeanFieldArgs {
   int64_t P;
   int64_t L;
@@ -87,8 +90,8 @@ struct MeanFieldArgs {
   float* next_in[kMaxKernels];        // out: n_k Q, the next iteration's lattice input (or null)
 };
 
-// Huge but finite energy for padding lanes: exp(-(1e30) - max) underflows to exactly 0.
-constexpr float kPadEnergy = 1e30f;
+// Energy of padding lanes: exp(-inf - max) is exactly 0 (exp_approx is 0 below -80).
+constexpr float kPadEnergy = __builtin_huge_valf();
 
 // Mean-field update of pixel i, then the inputs of the next filtering. Per pixel: K C W flops for a
 // diagonal (Potts) compatibility or K L^2 for a full one, C W exps; reads (1 + K) C W floats,
@@ -140,7 +143,7 @@ EMSEG_HD void mean_field_pixel(int64_t i, const MeanFieldArgs& a) {
   }
   // Softmax, shifted by the maximum so exp never overflows.
 #if EMSEG_HOST_SIMD
-  vf4 mxv = lattice::vf4_set(-3.0e38f);
+  vf4 mxv = lattice::vf4_set(-kPadEnergy);
   for (int64_t c = 0; c < C; ++c) {
     const vf4* q = reinterpret_cast<const vf4*>(a.q + (c * P + i) * W);
     for (int j = 0; j < J; ++j) mxv = q[j] > mxv ? q[j] : mxv;
@@ -168,7 +171,7 @@ EMSEG_HD void mean_field_pixel(int64_t i, const MeanFieldArgs& a) {
     }
   }
 #else
-  float mx = -3.0e38f;
+  float mx = -kPadEnergy;
   for (int64_t c = 0; c < C; ++c) {
     const float* q = a.q + (c * P + i) * W;
     for (int t = 0; t < W; ++t) mx = q[t] > mx ? q[t] : mx;

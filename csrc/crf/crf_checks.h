@@ -68,6 +68,16 @@ inline DenseCrfPlan check_dense_crf_inputs(const at::Tensor& unary, const at::Te
   ValueChecks values;
   values.finite(unary, "unary");
   values.finite(compat, "compat");
+  // A message sum_l' C_k(l, l') n_k(i) F_k(i, l') is at most max |C_k| sqrt(P) in size (symmetric
+  // normalisation and Cauchy-Schwarz: n_i sum_j w_ij n_j <= sqrt(P) for w >= 0 symmetric). Their
+  // sum must stay finite in float32, with room for the lattice's rounding.
+  const double root_pixels = std::sqrt(double(H) * double(W));
+  values.add(compat.abs().amax({1, 2}).to(at::kDouble).sum(), [root_pixels](const double* v) {
+    const double message_bound = v[0] * root_pixels;
+    TORCH_CHECK(message_bound < 8.5e37, "compat (the kernel weights pos_w, bi_w times the "
+                "compatibility) too large: the mean-field messages, up to sum_k max |compat[k]| * "
+                "sqrt(H * W) = ", message_bound, ", must stay below 8.5e37 to be finite in float32");
+  });
   for (int k = 0; k < 2; ++k) {
     const at::Tensor ck = compat[k];
     values.add(at::stack({ck.ne(0).any(), (ck - at::diag(at::diag(ck))).eq(0).all()}),

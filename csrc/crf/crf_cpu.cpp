@@ -3,12 +3,13 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include "common/library.h"
-
+#include <algorithm>
 #include <memory>
 #include <optional>
 #include <vector>
 
+#include "common/interrupt.h"
+#include "common/library.h"
 #include "crf/crf.h"
 #include "crf/crf_checks.h"
 #include "crf/crf_features.h"
@@ -72,9 +73,11 @@ at::Tensor dense_crf_cpu(const at::Tensor& unary_in, const at::Tensor& image_in,
         for (int64_t y = y0; y < y1; ++y) {
           for (int64_t x = 0; x < w; ++x) {
             const int64_t i = y * w + x;
+            float lowest = crf::kPadEnergy;  // shift: the lowest energy becomes 0 (see crf.h)
+            for (int64_t l = 0; l < L; ++l) lowest = std::min(lowest, sign * ub[(l * H + y) * Wd + x]);
             for (int64_t l = 0; l < C * W; ++l) {
               ud[lattice::chunk_offset(i, l, P, W)] =
-                  l < L ? sign * ub[(l * H + y) * Wd + x] : crf::kPadEnergy;
+                  l < L ? sign * ub[(l * H + y) * Wd + x] - lowest : crf::kPadEnergy;
             }
           }
         }
@@ -165,6 +168,7 @@ at::Tensor dense_crf_cpu(const at::Tensor& unary_in, const at::Tensor& image_in,
 
     update(0);  // Q = softmax(-U) and the first lattice inputs n_k Q
     for (int64_t it = 0; it < iterations && used > 0; ++it) {
+      check_interrupt();
       if (inner) {
         for (int64_t t = 0; t < tasks; ++t) filter_task(t);
       } else {

@@ -12,6 +12,7 @@
 #include <optional>
 #include <vector>
 
+#include "common/interrupt.h"
 #include "crf/crf.h"
 #include "crf/crf_checks.h"
 #include "crf/crf_features.h"
@@ -41,10 +42,12 @@ at::Tensor dense_crf_cuda(const at::Tensor& unary_in, const at::Tensor& image_in
     const int64_t h = plan.height[n], w = plan.width[n];
     const int64_t P = h * w;
     if (P == 0) continue;
-    // Energies in the chunked layout [C][P][W]; padding lanes get a huge energy (Q = 0 there).
+    // Energies in the chunked layout [C][P][W], the lowest of each pixel shifted to 0; padding
+    // lanes get an infinite energy (Q = 0 there). See crf.h.
     at::Tensor U = at::full({P, C * W}, crf::kPadEnergy, fopts);
     at::Tensor u_plain = unary_in[n].slice(1, 0, h).slice(2, 0, w).reshape({L, P}).t();
-    U.slice(1, 0, L).copy_(logits ? u_plain.neg() : u_plain);
+    const at::Tensor energy = logits ? u_plain.neg() : u_plain;
+    U.slice(1, 0, L).copy_(energy - energy.amin(1, /*keepdim=*/true));
     U = U.view({P, C, W}).permute({1, 0, 2}).contiguous();
     at::Tensor Q = at::zeros({C, P, W}, fopts);
 
@@ -94,6 +97,7 @@ at::Tensor dense_crf_cuda(const at::Tensor& unary_in, const at::Tensor& image_in
     C10_CUDA_CHECK(crf::cuda::mean_field(args, W, stream));
     args.num_kernels = used;
     for (int64_t it = 0; it < iterations && used > 0; ++it) {
+      check_interrupt();
       for (int s = 0; s < used; ++s) {
         lat[s].filter_chunks(in_ptr[s], out_ptr[s], W, C, scratch_ptr[s]);
       }

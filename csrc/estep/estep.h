@@ -256,7 +256,7 @@ EMSEG_HD double capture_raise(const scalar_t* scores, int64_t num_pixels, int64_
          bias[best];
 }
 
-// EM-Adapt for one image (scores [C, M], present [C]) by one team; see emseg/ops.py em_adapt.
+// EM-Adapt for one image (scores [C, M], present [C]) by one team; see emseg/ops/estep.py em_adapt.
 // 1. Sweeps as in DeepLab's adaptive-bias layer, but exact: biases start at 0 and only grow; each
 //    present class in turn (background first) is raised to the smallest bias at which it wins its
 //    required pixels, the k-th smallest of its per-pixel win thresholds (radix select).

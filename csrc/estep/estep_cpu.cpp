@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "common/interrupt.h"
 #include "estep/estep.h"
 #include "estep/estep_checks.h"
 
@@ -87,16 +88,15 @@ std::tuple<at::Tensor, at::Tensor> em_adapt_cpu(const at::Tensor& scores_in,
   double* bias_ptr = biases.data_ptr<double>();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, scores.scalar_type(), "em_adapt_cpu", [&] {
     const scalar_t* s = scores.data_ptr<scalar_t>();
-    at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+    // One image at a time, so that Ctrl-C stops the batch after the images in flight.
+    parallel_items_interruptible(n, [&](int64_t image) {
       std::vector<uint64_t> keys(pixels);
       std::vector<int64_t> state(2 * c);
       AdaptShared shared;
       const SerialTeam team;
-      for (int64_t image = begin; image < end; ++image) {
-        em_adapt_image(s + image * c * pixels, present_ptr + image * c, c, pixels, fg_portion,
-                       bg_portion, max_iter, bias_ptr + image * c, keys.data(), state.data(),
-                       label_ptr + image * pixels, &shared, team);
-      }
+      em_adapt_image(s + image * c * pixels, present_ptr + image * c, c, pixels, fg_portion,
+                     bg_portion, max_iter, bias_ptr + image * c, keys.data(), state.data(),
+                     label_ptr + image * pixels, &shared, team);
     });
   });
   return {labels, biases};

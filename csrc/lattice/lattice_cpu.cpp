@@ -159,6 +159,31 @@ EMSEG_AVX2_TARGET void CpuLattice::passes_avx2(const float* in, float* out, floa
   passes<W>(in, out, a, b);
 }
 
+namespace {
+// f(lo, hi) compiled as passes() is on this CPU (inlined into the AVX2 + FMA copy where the CPU has
+// them): a chunk split over threads then rounds exactly as the same chunk on one thread, so the
+// output does not depend on the thread count.
+template <typename F>
+void run_default(const F& f, int64_t lo, int64_t hi) {
+  f(lo, hi);
+}
+template <typename F>
+EMSEG_AVX2_TARGET void run_avx2(const F& f, int64_t lo, int64_t hi) {
+  f(lo, hi);
+}
+template <typename F>
+void parallel_blocks_as_passes(int64_t n, int64_t block, const F& f) {
+  const bool avx2 = cpu_has_avx2();
+  parallel_blocks(n, block, [&](int64_t lo, int64_t hi) {
+    if (avx2) {
+      run_avx2(f, lo, hi);
+    } else {
+      run_default(f, lo, hi);
+    }
+  });
+}
+}  // namespace
+
 template <int W>
 void CpuLattice::filter_chunk(const float* in, float* out, float* buf_a, float* buf_b,
                               bool inner_parallel) const {
@@ -177,7 +202,7 @@ void CpuLattice::filter_chunk(const float* in, float* out, float* buf_a, float* 
   float* b = buf_b;
   std::fill(a + M * W, a + (M + 1) * W, 0.0f);
   std::fill(b + M * W, b + (M + 1) * W, 0.0f);
-  parallel_blocks(M, kVertexGrain, [&](int64_t lo, int64_t hi) {
+  parallel_blocks_as_passes(M, kVertexGrain, [&](int64_t lo, int64_t hi) {
     for (int64_t v = lo; v < hi; ++v) {
       splat_vertex<W>(static_cast<int32_t>(v), start_.data(), splat_point_.data(),
                       splat_weight_.data(), in, a);
@@ -185,13 +210,13 @@ void CpuLattice::filter_chunk(const float* in, float* out, float* buf_a, float* 
   });
   for (int j = 0; j <= d; ++j) {
     const int32_t* nbr_axis = nbr_.data() + static_cast<int64_t>(j) * M * 2;
-    parallel_blocks(M, kVertexGrain, [&](int64_t lo, int64_t hi) {
+    parallel_blocks_as_passes(M, kVertexGrain, [&](int64_t lo, int64_t hi) {
       for (int64_t v = lo; v < hi; ++v) blur_vertex<W>(static_cast<int32_t>(v), nbr_axis, a, b);
     });
     std::swap(a, b);
   }
   const float scale = slice_scale(d);
-  parallel_blocks(P_, kPointGrain, [&](int64_t lo, int64_t hi) {
+  parallel_blocks_as_passes(P_, kPointGrain, [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) slice_point<W>(i, d, vert_.data(), bary_.data(), a, scale, out);
   });
 }
