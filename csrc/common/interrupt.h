@@ -1,8 +1,9 @@
 #pragma once
 // Ctrl-C in long native loops. The ops run with the GIL released, so Python's SIGINT handler only
 // marks the signal; these poll it (taking the GIL, at most every 50 ms per thread) and stop.
-// The RuntimeError they raise carries kInterruptedMessage; emseg/ops/_common.py raises KeyboardInterrupt
-// in its place. Only the thread that called the op polls (Python runs handlers on the main thread).
+// The RuntimeError they raise carries kInterruptedMessage; emseg/ops/_common.py raises
+// KeyboardInterrupt in its place. Only the thread that called the op polls (Python runs handlers on
+// the main thread).
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 

@@ -58,7 +58,7 @@ case $VARIANT in
       compile "$OUT/${base}_cu.cpp" "$OUT/${base}_cu.o" -D__CUDACC__ -D__CUDA_ARCH__=900
       echo "kernels  $cu"
     done
-    for cpp in csrc/ops.cpp csrc/*/*_cuda.cpp; do
+    for cpp in csrc/ops.cpp csrc/common/*.cpp csrc/*/*_cuda.cpp; do
       compile "$cpp" "$OUT/$(basename "$cpp" .cpp).o" "${TORCH_FLAGS[@]}"
       echo "binding  $cpp"
     done
@@ -66,7 +66,7 @@ case $VARIANT in
   scalar)
     COMMON+=(-DEMSEG_NO_HOST_SIMD -DEMSEG_LIBRARY=emseg_scalar -fopenmp)
     LIBS+=(-fopenmp)
-    for cpp in csrc/ops.cpp csrc/lattice/lattice_cpu.cpp csrc/crf/crf_cpu.cpp; do
+    for cpp in csrc/ops.cpp csrc/common/*.cpp csrc/lattice/lattice_cpu.cpp csrc/crf/crf_cpu.cpp; do
       compile "$cpp" "$OUT/$(basename "$cpp" .cpp).o" "${TORCH_FLAGS[@]}"
       echo "scalar   $cpp"
     done
