@@ -270,7 +270,8 @@ def test_center_prior_checks():
             ops.center_prior(boxes, 4, 4, portion)
     with pytest.raises(ValueError, match=r"boxes must have shape \[N, B, 5\], got \[1, 4\]"):
         ops.center_prior(boxes[0, :, :4], 4, 4)
-    # Integer boxes would be halved in integer arithmetic before the op could refuse them.
+    # Float32/float64 boxes only, as boxes_to_labels takes (integer boxes used to pass here, promoted
+    # to float32 by the centre arithmetic, while boxes_to_labels refuses them).
     with pytest.raises(ValueError, match="boxes must be float32 or float64, got torch.int32"):
         ops.center_prior(boxes.int(), 4, 4)
 
