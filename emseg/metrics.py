@@ -124,7 +124,7 @@ class MetricsLog:
                     self.tb.add_scalar(k, v, row["iteration"])
 
     def close(self) -> None:
-        if self.enabled and not self.file.closed:
+        if self.enabled:
             self.file.close()
             if self.tb is not None:
                 self.tb.close()

@@ -181,7 +181,7 @@ def save(run: Run, it: int, seconds: float, path: Path | None = None) -> None:
     """Checkpoint after ``it`` iterations: model, optimiser, schedule, sampler position, every
     process's RNG state, the open log window and the run's arguments (written by the main
     process, atomically). Parameters that are no longer finite are never written."""
-    if not all(bool(torch.isfinite(p).all()) for p in run.model.parameters()):
+    if not bool(torch.stack([torch.isfinite(p).all() for p in run.model.parameters()]).all()):  # one read
         raise FloatingPointError(f"the network's parameters are not finite after iteration {it}; stopped "
                                  f"without overwriting {run.checkpoint_path} (lower --lr)")
     rngs = [rng_state()]
@@ -319,8 +319,7 @@ def final_evaluation(run: Run, metrics: MetricsLog, train_seconds: float) -> dic
     if cfg.eval_interval:
         summary.update(best_miou=run.best_miou, best_checkpoint=str(out / "best.pth"))
         log.info(f"best {cfg.val_split} mIoU {100 * run.best_miou:.1f} %: {out / 'best.pth'}")
-    metrics.close()  # curves.png reads the whole file
-    if plot_curves(metrics.path, out / "curves.png"):
+    if plot_curves(metrics.path, out / "curves.png"):  # each row is flushed as it is written
         summary["curves"] = str(out / "curves.png")
         log.info(f"loss and mIoU curves: {out / 'curves.png'}")
     log.info(f"checkpoint: {run.checkpoint_path}")
