@@ -113,6 +113,7 @@ def load_model_from_checkpoint(path: str | os.PathLike, device: torch.device) ->
     """The network of a training checkpoint (eval mode) and the run's arguments."""
     ckpt = load_checkpoint(path, required=MODEL_KEYS)
     args = ckpt["args"]
-    model = build_model(args["model"], ckpt["num_classes"], width=args["width"], dropout=args.get("dropout"))
+    model = build_model(args["model"], ckpt["num_classes"], width=args["width"], dropout=args.get("dropout"),
+                        context=args.get("context"), input_scale=args.get("input_scale") or 1.0)
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), args

@@ -155,3 +155,14 @@ def crf_for_checkpoint(parser: argparse.ArgumentParser, args: argparse.Namespace
     params = crf_params_from_args(args, CRFParams(**train_args["crf"]))
     check_crf_params(parser, params)
     return make_crf(params)
+
+
+def parse_context(parser: argparse.ArgumentParser, text: str, flag: str = "--context") -> tuple[int, int]:
+    """``--context D1,D2``: the small model's two context dilations."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 2 or min(values) < 0:
+        parser.error(f"{flag} {text}: expected two dilations >= 0 as D1,D2 (0: a 1x1 convolution)")
+    return values

@@ -1,6 +1,6 @@
 """The training run's configuration: presets, :class:`TrainConfig`, the command line and its checks.
 
-A preset (``synthetic`` or ``voc``) fills every flag left unset; :func:`config_from_args` validates
+A preset (:mod:`emseg.presets`: ``synthetic``, ``cpu`` or ``voc``) fills every flag left unset; :func:`config_from_args` validates
 the result (bad values end in ``parser.error``, exit code 2). The dense CRF's ``--crf-*`` flags
 (:func:`add_crf_args`) are shared with the evaluation and prediction CLIs.
 """
@@ -12,35 +12,15 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from .cli import add_crf_args, bars_wanted, check_crf_params, check_finite_flags, crf_params_from_args, resolve_device
+from .cli import add_crf_args, bars_wanted, check_crf_params, check_finite_flags, crf_params_from_args, parse_context, resolve_device
 from .crf import CRFParams
 from .data.io import MissingDataError
 from .data.synthetic import SYNTHETIC_SPLITS
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from .data.voc import find_list
 from .estep import MODES, EStepConfig, get_mode
-from .models import MODELS, TORCHVISION_VGG16, torchvision_vgg16_path
-
-#: Defaults that depend on the setting. ``voc`` is the paper's recipe (DeepLab's solver for the
-#: weak nets: batch 20, crop 321, lr 1e-3 with x10 on the classifier, x0.1 every 2000 iterations,
-#: 6000 iterations); ``synthetic`` is sized for a laptop CPU (about 10 minutes on 2 cores).
-PRESETS: dict[str, dict] = {
-    "voc": dict(
-        model="deeplab-largefov", batch_size=20, crop_size=321, iterations=6000, lr=1e-3,
-        lr_policy="step", lr_step=2000, scale_min=0.5, scale_max=1.5, mode="em-fixed",
-        eval_batch_size=1, train_split="train_aug", val_split="val", log_interval=20,
-        checkpoint_interval=1000, width=32, crf=CRFParams(),
-    ),
-    "synthetic": dict(
-        model="small", batch_size=8, crop_size=64, iterations=1500, lr=2e-2,
-        lr_policy="poly", lr_step=1000, scale_min=0.75, scale_max=1.25, mode="bbox-rect",
-        eval_batch_size=8, train_split="train_aug", val_split="val", log_interval=20,
-        checkpoint_interval=500, width=16,
-        # DeepLab's VOC CRF scaled to 64-pixel images (VOC images are about 500 pixels wide)
-        crf=CRFParams(bi_w=4.0, bi_xy_std=16.0, bi_rgb_std=5.0, pos_w=3.0, pos_xy_std=1.0, iterations=10),
-    ),
-}
-
+from .models import MODELS, TORCHVISION_VGG16, context_for_crop, torchvision_vgg16_path
+from .presets import PRESETS, working_scale
 
 @dataclass
 class TrainConfig:
@@ -51,17 +31,24 @@ class TrainConfig:
     synthetic_train: int = 400
     synthetic_val: int = 100
     synthetic_size: int = 64
+    synthetic_pretrain: int = 1600
     train_split: str = "train_aug"
     val_split: str = "val"
-    mode: str = "bbox-rect"
+    mode: str = "em-adapt"
     strong: int = 0
     strong_list: str | None = None
     strong_share: float = 0.5
     model: str = "small"
     width: int = 16
     pretrained: str | None = None
+    init: str = "pretrain"
+    context: tuple[int, int] | None = None
+    pretrain_split: str | None = None
+    pretrain_iterations: int = 1500
+    pretrain_cache: str = "data/pretrain-cache"
     batch_size: int = 8
     crop_size: int = 64
+    input_scale: float = 1.0
     scale_min: float = 0.75
     scale_max: float = 1.25
     iterations: int = 1500
@@ -111,11 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("data")
     g.add_argument("--data-root", default=None, help="PASCAL VOC 2012 (+SBD) root in VOC layout; omitted: the synthetic set")
     g.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                   help="defaults for the setting: 'voc' (the paper's recipe) when --data-root is given, else 'synthetic'")
+                   help="defaults for the setting: with --data-root 'voc' (the paper's recipe) where a GPU is available and "
+                   "'cpu' (small model at a resolution set from the images) where not; without, 'synthetic'")
     g.add_argument("--synthetic-dir", default="data/synthetic-voc", help="where the synthetic set is written (reused when complete)")
     g.add_argument("--synthetic-train", type=int, default=400, help="synthetic training images")
     g.add_argument("--synthetic-val", type=int, default=100, help="synthetic validation images")
     g.add_argument("--synthetic-size", type=int, default=64, help="side of the synthetic images in pixels")
+    g.add_argument("--synthetic-pretrain", type=int, default=1600, help="synthetic images of the pretraining split (image labels only: ImageNet's part)")
     g.add_argument("--train-split", default=None, help="training image list (name under the root or a file)")
     g.add_argument("--val-split", default=None, help="validation image list")
     g.add_argument("--label-cache", default="data/label-cache", help="where Bbox-Rect / Bbox-Seg labels are cached (keyed by data, subset and parameters)")
@@ -141,8 +130,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dropout", type=float, default=None, help="dropout rate of the head (default: 0.5 for deeplab-largefov, 0.1 for small)")
     g.add_argument("--pretrained", default=None, help="local ImageNet VGG16 state_dict in torchvision's layout (deeplab-largefov); "
                    f"'{TORCHVISION_VGG16}': torchvision's own file in the torch hub cache ({torchvision_vgg16_path()})")
+    g.add_argument("--init", default="pretrain",
+                   help="where the network starts when --pretrained is not given: 'pretrain' (classification pretraining on "
+                   "image labels, cached; see python -m emseg.pretrain), 'scratch' (random weights) or a file python -m emseg.pretrain wrote")
+    g.add_argument("--pretrain-split", default=None, help="image list the pretraining learns from (default: 'pretrain' on the synthetic set, else the training list)")
+    g.add_argument("--pretrain-iterations", type=int, default=1500, help="iterations of the classification pretraining")
+    g.add_argument("--pretrain-cache", default="data/pretrain-cache", help="where pretrained starts are cached (keyed by data and settings)")
+    g.add_argument("--context", default=None, help="the small model's two context dilations D1,D2 (0: a 1x1 convolution); default: "
+                   "a receptive field of 0.7 x --crop-size, as DeepLab-LargeFOV's 224 px on 321 px VOC crops")
     g.add_argument("--batch-size", type=int, default=None, help="global batch size (split over the processes)")
     g.add_argument("--crop-size", type=int, default=None, help="side of the random training crop")
+    g.add_argument("--input-scale", type=float, default=None, help="factor every image is resized by before the network (training and "
+                   "evaluation; scores are brought back to full size); default 1, and for the cpu preset the crop size over the "
+                   "median longer side of the training images")
     g.add_argument("--scale-min", type=float, default=None, help="smallest random rescaling factor")
     g.add_argument("--scale-max", type=float, default=None, help="largest random rescaling factor")
     g.add_argument("--iterations", type=int, default=None, help="SGD iterations")
@@ -177,10 +177,15 @@ def config_from_args(argv: list[str] | None = None) -> TrainConfig:
     """Parse and validate the command line; bad values end in ``parser.error`` (exit code 2)."""
     parser = build_parser()
     a = parser.parse_args(argv)
-    preset = a.preset or ("voc" if a.data_root else "synthetic")
+    if a.preset:
+        preset = a.preset
+    elif a.data_root:
+        preset = "voc" if resolve_device(parser, a.device).type == "cuda" else "cpu"
+    else:
+        preset = "synthetic"
     given_train_split = a.train_split
     for key, value in PRESETS[preset].items():
-        if key != "crf" and getattr(a, key, None) is None:
+        if key not in ("crf", "input_scale") and getattr(a, key, None) is None:
             setattr(a, key, value)
     err = parser.error
     if a.strong < 0:
@@ -223,6 +228,18 @@ def config_from_args(argv: list[str] | None = None) -> TrainConfig:
                 "(nothing is downloaded: copy vgg16-397923af.pth there from a machine where torchvision fetched it)")
     if a.pretrained and not Path(a.pretrained).is_file():
         err(f"--pretrained {a.pretrained}: no such file (give a local torchvision VGG16 state_dict)")
+    if a.init not in ("pretrain", "scratch") and not Path(a.init).is_file():
+        err(f"--init {a.init}: expected 'pretrain', 'scratch' or a file written by python -m emseg.pretrain")
+    if a.pretrain_iterations < 1 or a.synthetic_pretrain < 0:
+        err("--pretrain-iterations must be >= 1 and --synthetic-pretrain >= 0")
+    if not a.data_root and a.init == "pretrain" and not a.pretrained and a.synthetic_pretrain < 1 and a.pretrain_split is None:
+        err("--synthetic-pretrain 0 leaves the pretraining no images: give --init scratch or --pretrain-split")
+    if a.context is not None:
+        if a.model != "small":
+            err("--context sets the small model's dilations: use it with --model small")
+        a.context = parse_context(parser, a.context)
+    elif a.model == "small":
+        a.context = context_for_crop(a.crop_size)
     if a.eval_interval is not None and a.eval_interval < 1:
         err("--eval-interval must be >= 1")
     if a.resume and not Path(a.resume).is_file():
@@ -242,6 +259,11 @@ def config_from_args(argv: list[str] | None = None) -> TrainConfig:
             a.train_split = "train"
     for flag, split in (("--train-split", a.train_split), ("--val-split", a.val_split)):
         _check_split(err, flag, split, a.data_root)
+    if a.input_scale is None:
+        a.input_scale = PRESETS[preset]["input_scale"] or (
+            working_scale(a.data_root, a.train_split, a.crop_size) if a.data_root else 1.0)
+    if not 0 < a.input_scale <= 4:
+        err(f"--input-scale must be in (0, 4], got {a.input_scale}")
     _check_crop_memory(err, a.batch_size, a.crop_size)
     estep = EStepConfig(**{f.name: getattr(a, f.name) for f in fields(EStepConfig) if hasattr(a, f.name)})
     given = {f.name: getattr(a, f.name) for f in fields(TrainConfig) if hasattr(a, f.name)}
@@ -292,7 +314,7 @@ def _check_crop_memory(err, batch_size: int, crop_size: int) -> None:
 #: TrainConfig fields a resumed run may change: they do not change what it computes.
 RESUME_MAY_CHANGE = frozenset({
     "resume", "stop_after", "workers", "progress", "output_dir", "num_pictures", "eval_crf", "eval_batch_size", "eval_interval",
-    "log_interval", "checkpoint_interval", "label_cache", "device", "data_root", "data_root_resolved",
+    "log_interval", "checkpoint_interval", "label_cache", "pretrain_cache", "device", "data_root", "data_root_resolved",
 })
 
 
@@ -327,6 +349,8 @@ def config_to_dict(cfg: TrainConfig) -> dict:
     """Plain types only (weights_only checkpoints)."""
     d = asdict(cfg)
     d["mean"], d["std"] = list(cfg.mean), list(cfg.std)
+    if cfg.context is not None:
+        d["context"] = list(cfg.context)
     return d
 
 
@@ -335,5 +359,7 @@ def config_from_dict(d: dict) -> TrainConfig:
     d["estep"] = EStepConfig(**d["estep"])
     d["crf"] = CRFParams(**d["crf"])
     d["mean"], d["std"] = tuple(d["mean"]), tuple(d["std"])
+    if d.get("context") is not None:
+        d["context"] = tuple(d["context"])
     known = {f.name for f in fields(TrainConfig)}
     return TrainConfig(**{k: v for k, v in d.items() if k in known})

@@ -36,11 +36,24 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 @torch.no_grad()
 def predict_batch(model: nn.Module, image: Tensor, amp: bool = False) -> Tensor:
-    """Full-resolution class scores (float32) for a normalised image batch."""
-    stride = getattr(unwrap(model), "output_stride", 8)
+    """Full-resolution class scores (float32) for a normalised image batch.
+
+    A network trained on resized images (``input_scale`` != 1, the CPU recipe) sees the batch
+    resized by the same factor; its scores are brought back to the batch's size."""
+    net = unwrap(model)
+    stride = getattr(net, "output_stride", 8)
+    scale = getattr(net, "input_scale", 1.0)
+    size = tuple(image.shape[-2:])
+    x = image
+    if scale != 1.0:
+        x = F.interpolate(image, size=(max(1, round(size[0] * scale)), max(1, round(size[1] * scale))),
+                          mode="bilinear", align_corners=False, antialias=scale < 1.0)
     with torch.autocast(image.device.type, dtype=torch.float16, enabled=amp and image.device.type == "cuda"):
-        scores = model(image)
-    return upsample_scores(scores.float(), tuple(image.shape[-2:]), stride)
+        scores = model(x)
+    up = upsample_scores(scores.float(), tuple(x.shape[-2:]), stride)
+    if scale != 1.0:
+        up = F.interpolate(up, size=size, mode="bilinear", align_corners=False)
+    return up
 
 
 @torch.no_grad()

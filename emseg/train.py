@@ -38,6 +38,7 @@ from .estep import IGNORE_INDEX, Mode, get_mode, make_targets
 from .evaluate import evaluate
 from .metrics import ConfusionMatrix, MetricsLog
 from .models import build_model
+from .pretrain import load_pretrained, pretrained_start_for
 from .training_data import TrainingData, prepare_data, training_data
 from .visualize import draw_validation_pictures, plot_curves
 
@@ -150,7 +151,11 @@ def setup(cfg: TrainConfig) -> tuple[Run, int]:
         if (saved["batch_size"], saved["strong_per_batch"]) != (data.sampler.batch_size, data.sampler.strong_per_batch):
             raise ValueError(f"--resume: the checkpoint's batches ({saved}) differ from this run's; "
                              "resume with the same --batch-size, --strong-share and number of processes")
-    model = build_model(cfg.model, data.dataset.num_classes, pretrained=cfg.pretrained, width=cfg.width, dropout=cfg.dropout).to(device)
+    model = build_model(cfg.model, data.dataset.num_classes, pretrained=cfg.pretrained, width=cfg.width,
+                        dropout=cfg.dropout, context=cfg.context, input_scale=cfg.input_scale)
+    if not ckpt and not cfg.pretrained and cfg.init != "scratch":
+        load_pretrained(model, cfg.init if cfg.init != "pretrain" else pretrained_start_for(cfg, root, info, device))
+    model = model.to(device)
     optimizer = torch.optim.SGD(param_groups(model, cfg), lr=cfg.lr, momentum=cfg.momentum)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(cfg, it))
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -171,7 +176,9 @@ def setup(cfg: TrainConfig) -> tuple[Run, int]:
         run.best_miou = ckpt.get("best_miou", -1.0)
     log.info(
         f"mode {mode.name} ({mode.summary}); {data.num_strong} strong + {data.num_weak} weak images, "
-        f"{data.strong_per_batch}/{cfg.batch_size} strong per batch; model {cfg.model}; {cfg.iterations} iterations "
+        f"{data.strong_per_batch}/{cfg.batch_size} strong per batch; preset {cfg.preset}; model {cfg.model}"
+        f"{f' (receptive field {model.receptive_field} px)' if hasattr(model, 'receptive_field') else ''}"
+        f"{f', images x{cfg.input_scale:.3g}' if cfg.input_scale != 1 else ''}; {cfg.iterations} iterations "
         f"on {device}{' x' + str(info.world_size) if info.world_size > 1 else ''}{', amp' if use_amp else ''}"
     )
     return run, start

@@ -26,8 +26,10 @@ def prepare_data(cfg: TrainConfig, info: DistInfo) -> Path:
         return Path(cfg.data_root)
     root = Path(cfg.data_root_resolved)
     if info.main:
-        log.info(f"synthetic data set: {root} ({cfg.synthetic_train} train / {cfg.synthetic_val} val, {cfg.synthetic_size}px)")
-        make_synthetic_voc(root, cfg.synthetic_train, cfg.synthetic_val, cfg.synthetic_size, seed=cfg.seed, progress=cfg.progress)
+        log.info(f"synthetic data set: {root} ({cfg.synthetic_train} train / {cfg.synthetic_val} val / "
+                 f"{cfg.synthetic_pretrain} pretrain, {cfg.synthetic_size}px)")
+        make_synthetic_voc(root, cfg.synthetic_train, cfg.synthetic_val, cfg.synthetic_size, seed=cfg.seed,
+                           progress=cfg.progress, num_pretrain=cfg.synthetic_pretrain)
     info.barrier()
     return root
 
@@ -69,7 +71,7 @@ def training_data(cfg: TrainConfig, mode: Mode, root: Path, info: DistInfo, star
         )
         info.barrier()
     transform = TrainTransform(
-        cfg.crop_size, scale_range=(cfg.scale_min, cfg.scale_max), flip=True, mean=cfg.mean, std=cfg.std, ignore_index=IGNORE_INDEX
+        cfg.crop_size, scale_range=(cfg.scale_min * cfg.input_scale, cfg.scale_max * cfg.input_scale), flip=True, mean=cfg.mean, std=cfg.std, ignore_index=IGNORE_INDEX
     )
     # Fixed-label modes read every image's "mask" (estimates for weak images, ground truth for
     # strong ones), so all are "strong" to the dataset; the sampler still knows which is which.

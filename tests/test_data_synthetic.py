@@ -47,7 +47,7 @@ def test_same_seed_same_bytes_other_seed_other_images(syn, tmp_path):
     small = make_synthetic_voc(tmp_path / "a", num_train=10, num_val=5, image_size=64, seed=11, progress=False)
     again = make_synthetic_voc(tmp_path / "b", num_train=10, num_val=5, image_size=64, seed=11, progress=False)
     fa, fb = files(small), files(again)
-    assert fa == fb and len(fa) == 3 * 15 + 5
+    assert fa == fb and len(fa) == 3 * 15 + 6  # 4 lists (pretrain.txt empty), classes.txt, synthetic.json
     big = files(root)
     for rel, data in fa.items():
         if rel.startswith(("JPEGImages", "SegmentationClassAug", "Annotations")):
@@ -88,6 +88,37 @@ def test_masks_labels_and_boxes_agree(syn):
     assert set(classes) == set(range(1, len(SYNTHETIC_CLASSES)))
     assert min(classes.values()) > 0.5 * max(classes.values())  # no class starved
     assert np.mean(box_bg) > 0.15  # boxes include background, so box labels are noisy
+
+
+def test_statistics_match_the_documented_voc_like_figures(syn):
+    """The figures the module docstring states: classes and objects per image, foreground share,
+    the share a present class covers (measured on the 120 training images)."""
+    root, _ = syn
+    per_image_classes, objects, foreground, shares = [], [], [], []
+    for image_id in (root / "ImageSets" / "Segmentation" / "train_aug.txt").read_text().split():
+        mask = read_mask_png(root / "SegmentationClassAug" / f"{image_id}.png")
+        labelled = mask[mask != 255]
+        present = set(np.unique(labelled).tolist()) - {0}
+        per_image_classes.append(len(present))
+        objects.append(len(parse_voc_xml(root / "Annotations" / f"{image_id}.xml").objects))
+        foreground.append(float((labelled > 0).mean()))
+        shares += [float((labelled == c).mean()) for c in present]
+    assert 1.2 <= np.mean(per_image_classes) <= 1.7 and np.mean(np.array(per_image_classes) == 1) > 0.5
+    assert 1.5 <= np.mean(objects) <= 2.2
+    assert 0.2 <= np.mean(foreground) <= 0.35 and max(foreground) <= 0.6
+    assert 0.12 <= np.median(shares) <= 0.25
+
+
+def test_pretraining_split_has_image_labels_and_no_masks(tmp_path):
+    root = make_synthetic_voc(tmp_path / "p", num_train=3, num_val=1, num_pretrain=5, image_size=48, seed=2, progress=False)
+    ids = (root / "ImageSets" / "Segmentation" / "pretrain.txt").read_text().split()
+    assert ids == [f"pretrain_{i:05d}" for i in range(5)]
+    for image_id in ids:
+        assert (root / "JPEGImages" / f"{image_id}.jpg").is_file()
+        assert parse_voc_xml(root / "Annotations" / f"{image_id}.xml").objects
+        assert not (root / "SegmentationClassAug" / f"{image_id}.png").exists()
+    # its images are new ones, not the training images again
+    assert (root / "JPEGImages" / "pretrain_00000.jpg").read_bytes() != (root / "JPEGImages" / "train_00000.jpg").read_bytes()
 
 
 def test_ignore_band_separates_classes(syn):

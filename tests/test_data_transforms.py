@@ -145,20 +145,45 @@ def test_cropped_out_classes_lose_their_labels():
     labels = np.array([True, True, True, True, False])
     sample = {"image": COLOURS[mask], "mask": mask, "boxes": boxes, "labels": labels}
     t = TrainTransform(20, scale_range=(1.0, 1.0), flip=False, min_box_size=2.0)
-    outcomes = set()
+    outcomes, partly = set(), set()
     for seed in range(200):
         out = t(sample, generator=torch.Generator().manual_seed(seed))
         b, lab, m = out["boxes"].numpy(), out["labels"].numpy(), out["mask"].numpy()
         assert np.all(b[:, 2] - b[:, 0] >= 2) and np.all(b[:, 3] - b[:, 1] >= 2)
         kept = set(b[:, 4].astype(int).tolist())
-        for cls in (1, 2):
-            assert lab[cls] == (cls in kept)
+        for cls, area in ((1, 36), (2, 100)):
+            # each object fills its box, so the pixels in view are the box's visible area: the label
+            # stays exactly when at least half of it is in view
+            assert lab[cls] == ((m == cls).sum() >= 0.5 * area)
+            assert not lab[cls] or cls in kept
             # a kept box still covers pixels of its class in the crop
             if cls in kept:
                 assert (m == cls).sum() >= 4
         assert lab[0] and lab[3] and not lab[4]  # background and box-less labels stay as they were
         outcomes.add((lab[1], lab[2]))
+        partly.update(cls for cls in kept if not lab[cls])
     assert (False, False) in outcomes and (True, False) in outcomes and (False, True) in outcomes
+    assert partly  # a box mostly out of view is kept for the box modes, its label is not
+
+
+def test_min_visible_bounds_the_share_of_a_class_in_view():
+    # one 40x40 object in a 100x100 image, 50x50 crops: every crop that keeps the label shows at
+    # least min_visible of the object, for several thresholds
+    mask = np.zeros((100, 100), np.uint8)
+    mask[0:40, 0:40] = 1
+    sample = {"image": COLOURS[mask], "mask": mask, "boxes": np.array([[0, 0, 40, 40, 1]], np.float32),
+              "labels": np.array([True, True])}
+    for min_visible in (0.0, 0.2, 0.5):
+        t = TrainTransform(50, scale_range=(1.0, 1.0), flip=False, min_box_size=0.0, min_visible=min_visible)
+        seen = set()
+        for seed in range(60):
+            out = t(sample, generator=torch.Generator().manual_seed(seed))
+            visible = float((out["mask"] == 1).sum()) / 1600
+            assert bool(out["labels"][1]) == (visible >= min_visible and visible > 0 or min_visible == 0.0)
+            seen.add(bool(out["labels"][1]))
+        assert seen == ({True} if min_visible == 0.0 else {True, False})
+    with pytest.raises(ValueError, match="min_visible"):
+        TrainTransform(50, min_visible=1.5)
 
 
 def test_resize_nearest_samples_pixel_centres():

@@ -1,6 +1,6 @@
-"""Data utilities: ``python -m emseg.data synthetic|check --help``.
+"""Data utilities: ``python -m emseg.data synthetic|photo|check --help``.
 
-``synthetic`` writes the synthetic VOC-layout set; ``check`` reads every file of a split once and
+``synthetic`` writes the synthetic VOC-layout set, ``photo`` the set made of photo textures; ``check`` reads every file of a split once and
 reports what is missing or broken, so a long training run does not find it at hour three.
 """
 
@@ -10,6 +10,7 @@ import argparse
 from collections import Counter
 
 from ..cli import bars_wanted, run as run_cli
+from .photo import make_photo_voc
 from .synthetic import make_synthetic_voc
 from .voc import VOCSegmentation
 
@@ -25,6 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     syn.add_argument("--size", type=int, default=96, help="image side in pixels")
     syn.add_argument("--seed", type=int, default=0, help="the same seed gives byte-identical files")
 
+    photo = sub.add_parser("photo", help="write the VOC-layout set of photo textures (needs scikit-image)")
+    photo.add_argument("root", help="output folder (reused when it already holds the same set)")
+    photo.add_argument("--train", type=int, default=400, help="training images (train_aug.txt)")
+    photo.add_argument("--val", type=int, default=100, help="validation images (val.txt)")
+    photo.add_argument("--seed", type=int, default=0, help="the same seed gives byte-identical files")
+
     chk = sub.add_parser("check", help="read every image and annotation of a split and report problems")
     chk.add_argument("root", help="VOC-layout root (JPEGImages/, Annotations/, SegmentationClass[Aug]/, cls/)")
     chk.add_argument("--split", default="train_aug", help="list name under ImageSets/Segmentation/ or a path")
@@ -33,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "synthetic":
         root = make_synthetic_voc(args.root, args.train, args.val, args.size, args.seed, progress=bars_wanted(False))
         print(f"synthetic set ready: {root}")
+        return 0
+
+    if args.command == "photo":
+        print(f"photo set ready: {make_photo_voc(args.root, args.train, args.val, args.seed)}")
         return 0
 
     ds = VOCSegmentation(args.root, args.split, skip_corrupt=True, progress=bars_wanted(False))

@@ -30,7 +30,9 @@ class SeededSamples(torch.utils.data.Dataset):
     def __getitem__(self, key):
         index, seed = key
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            # the CPU generator only: the transforms run on the CPU, and torch.manual_seed would
+            # also queue a CUDA seeding (with a stack trace) on every sample
+            torch.default_generator.manual_seed(seed)
             return self.dataset[index]
 
 

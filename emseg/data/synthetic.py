@@ -47,7 +47,7 @@ __all__ = ["SYNTHETIC_CLASSES", "SYNTHETIC_SPLITS", "make_synthetic_voc", "rende
 
 SYNTHETIC_CLASSES: tuple[str, ...] = ("background", "disc", "square", "triangle", "star", "ring", "cross")
 #: The image lists the synthetic set writes (train is the first seventh of train_aug).
-SYNTHETIC_SPLITS: tuple[str, ...] = ("train_aug", "train", "val")
+SYNTHETIC_SPLITS: tuple[str, ...] = ("train_aug", "train", "val", "pretrain")
 
 _RED, _BLUE, _GREEN, _YELLOW = (200, 45, 40), (45, 75, 205), (40, 160, 65), (220, 195, 45)
 # class -> (base colour, texture)
@@ -60,7 +60,7 @@ _STYLE = {
     6: (_YELLOW, "checker"),
 }
 _TEXTURES = ("plain", "stripes", "dots", "checker")
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
 _MIN_VISIBLE = 0.4
 
 
@@ -175,6 +175,77 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return image
 
 
+#: How many classes an image shows (1, 2 or 3) and the chance of a second object of a class:
+#: about 1.4 classes and 1.7 objects per image, mostly one class, as in VOC (see the module notes).
+_CLASS_COUNT_P = (0.65, 0.27, 0.08)
+_SECOND_INSTANCE_P = 0.25
+#: Area share of an image's first object, log-uniform: a present class covers 8-40 % of the image
+#: (median about 18 %), foreground as a whole stays under _MAX_FOREGROUND.
+_AREA_RANGE = (0.12, 0.45)
+_MAX_FOREGROUND = 0.55
+
+
+def class_plan(rng: np.random.Generator, num_classes: int, max_objects: int = 4) -> list[tuple[int, float]]:
+    """The objects of one image as ``(class, area share)``, drawn in order (later ones in front):
+    1-3 distinct classes, sometimes a second object of a class, the first object's share
+    log-uniform in _AREA_RANGE, later ones 0.5-1 times it, all together under _MAX_FOREGROUND."""
+    count = 1 + int(rng.choice(len(_CLASS_COUNT_P), p=_CLASS_COUNT_P))
+    plan = []
+    for cls in rng.choice(np.arange(1, num_classes + 1), size=min(count, num_classes), replace=False):
+        plan.append(int(cls))
+        if rng.random() < _SECOND_INSTANCE_P:
+            plan.append(int(cls))
+    first = math.exp(rng.uniform(*np.log(_AREA_RANGE)))
+    out, total = [], 0.0
+    for k, cls in enumerate(plan[:max_objects]):
+        share = min(first if k == 0 else first * rng.uniform(0.5, 1.0), _MAX_FOREGROUND - total)
+        if share < 0.03:
+            break
+        out.append((cls, share))
+        total += share
+    return out
+
+
+def ignore_boundaries(labels: np.ndarray) -> np.ndarray:
+    """VOC marks object outlines as "ignore": a pixel whose 3x3 neighbourhood holds two classes."""
+    kernel = np.ones((3, 3), dtype=np.uint8)
+    boundary = cv2.dilate(labels, kernel) != cv2.erode(labels, kernel)
+    mask = labels.copy()
+    mask[boundary] = IGNORE_INDEX
+    return mask
+
+
+def _place(rng, size, cls, share, instance, areas):
+    """A shape of class ``cls`` covering about ``share`` of the image that leaves every earlier
+    object at least _MIN_VISIBLE of its area; None after 20 tries."""
+    for _attempt in range(20):
+        angle = rng.uniform(0, 2 * math.pi)
+        cx, cy = rng.uniform(0.15, 0.85, 2) * size
+        probe = _polygon(np.random.default_rng(0), cls, 0.0, 0.0, 1.0, 0.0)
+        unit_area = abs(_shoelace(probe[0])) - sum(abs(_shoelace(h)) for h in probe[1:])
+        r = math.sqrt(share * size * size / unit_area) * rng.uniform(0.9, 1.1)
+        shape = _fill(size, _polygon(rng, cls, cx, cy, r, angle))
+        area = int(shape.sum())
+        if area < 0.02 * size * size:
+            continue
+        if leaves_earlier_visible(shape, instance, areas):
+            return shape
+    return None
+
+
+def leaves_earlier_visible(shape: np.ndarray, instance: np.ndarray, areas: list[int]) -> bool:
+    """Whether drawing ``shape`` in front leaves every earlier object (``instance`` map, drawn
+    ``areas``) at least _MIN_VISIBLE of its area."""
+    covered = np.bincount(instance[shape & (instance >= 0)], minlength=len(areas))
+    visible_before = np.bincount(instance[instance >= 0], minlength=len(areas))
+    return all(visible_before[k] - covered[k] >= _MIN_VISIBLE * areas[k] for k in range(len(areas)))
+
+
+def _shoelace(pts: np.ndarray) -> float:
+    x, y = pts[:, 0], pts[:, 1]
+    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+
+
 def render_synthetic_image(
     rng: np.random.Generator, size: int, max_objects: int = 4
 ) -> tuple[np.ndarray, np.ndarray, list[VOCObject]]:
@@ -184,27 +255,16 @@ def render_synthetic_image(
     instance = np.full((size, size), -1, dtype=np.int32)
     areas: list[int] = []
     classes: list[int] = []
-    for _ in range(int(rng.integers(1, max_objects + 1))):
-        for _attempt in range(20):
-            cls = int(rng.integers(1, len(SYNTHETIC_CLASSES)))
-            r = rng.uniform(0.12, 0.28) * size
-            cx, cy = rng.uniform(0.1, 0.9, 2) * size
-            shape = _fill(size, _polygon(rng, cls, cx, cy, r, rng.uniform(0, 2 * math.pi)))
-            area = int(shape.sum())
-            if area < 0.01 * size * size:
-                continue
-            covered = np.bincount(instance[shape & (instance >= 0)], minlength=len(areas))
-            visible_before = np.bincount(instance[instance >= 0], minlength=len(areas))
-            if all(visible_before[k] - covered[k] >= _MIN_VISIBLE * areas[k] for k in range(len(areas))):
-                break
-        else:
+    for cls, share in class_plan(rng, len(SYNTHETIC_CLASSES) - 1, max_objects):
+        shape = _place(rng, size, cls, share, instance, areas)
+        if shape is None:
             continue
         base, kind = _STYLE[cls]
         tex = _texture(rng, kind, _jitter_colour(rng, base), size)
         image = np.where(shape[..., None], tex, image)
         labels[shape] = cls
         instance[shape] = len(areas)
-        areas.append(area)
+        areas.append(int(shape.sum()))
         classes.append(cls)
     if rng.random() < 0.3:  # a thin background line in front of the objects
         line = np.zeros((size, size), dtype=np.uint8)
@@ -224,16 +284,11 @@ def render_synthetic_image(
         box = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
         objects.append(VOCObject(SYNTHETIC_CLASSES[cls], box))
 
-    # VOC marks object outlines as "ignore": a pixel whose 3x3 neighbourhood holds two classes
-    kernel = np.ones((3, 3), dtype=np.uint8)
-    boundary = cv2.dilate(labels, kernel) != cv2.erode(labels, kernel)
-    mask = labels.copy()
-    mask[boundary] = IGNORE_INDEX
-    return np.clip(np.round(image), 0, 255).astype(np.uint8), mask, objects
+    return np.clip(np.round(image), 0, 255).astype(np.uint8), ignore_boundaries(labels), objects
 
 
-def _params(num_train: int, num_val: int, image_size: int, seed: int) -> dict[str, int]:
-    return {"version": _FORMAT_VERSION, "num_train": num_train, "num_val": num_val,
+def _params(num_train: int, num_val: int, num_pretrain: int, image_size: int, seed: int) -> dict[str, int]:
+    return {"version": _FORMAT_VERSION, "num_train": num_train, "num_val": num_val, "num_pretrain": num_pretrain,
             "image_size": image_size, "seed": seed}
 
 
@@ -244,6 +299,7 @@ def make_synthetic_voc(
     image_size: int = 96,
     seed: int = 0,
     progress: bool = True,
+    num_pretrain: int = 0,
 ) -> Path:
     """Generate the synthetic set under ``root`` (VOC layout) and return ``root``.
 
@@ -251,11 +307,12 @@ def make_synthetic_voc(
     made with other parameters is replaced; a non-empty directory that is not a synthetic set is
     refused rather than written into.
     """
-    if num_train < 1 or num_val < 0 or image_size < 16:
-        raise ValueError(f"need num_train >= 1, num_val >= 0, image_size >= 16; got {num_train}, {num_val}, {image_size}")
+    if num_train < 1 or num_val < 0 or num_pretrain < 0 or image_size < 16:
+        raise ValueError(f"need num_train >= 1, num_val >= 0, num_pretrain >= 0, image_size >= 16; "
+                         f"got {num_train}, {num_val}, {num_pretrain}, {image_size}")
     root = Path(root)
     marker = root / "synthetic.json"
-    params = _params(num_train, num_val, image_size, seed)
+    params = _params(num_train, num_val, num_pretrain, image_size, seed)
     if marker.is_file():
         try:
             if json.loads(marker.read_text()) == params:
@@ -272,15 +329,18 @@ def make_synthetic_voc(
         (root / name).mkdir(parents=True, exist_ok=True)
     (root / "classes.txt").write_text("\n".join(SYNTHETIC_CLASSES) + "\n")
 
-    splits = {"train_aug": [f"train_{i:05d}" for i in range(num_train)], "val": [f"val_{i:05d}" for i in range(num_val)]}
+    splits = {"train_aug": [f"train_{i:05d}" for i in range(num_train)], "val": [f"val_{i:05d}" for i in range(num_val)],
+              "pretrain": [f"pretrain_{i:05d}" for i in range(num_pretrain)]}
+    stream = {"train_aug": 0, "val": 1, "pretrain": 2}
     jobs = [(split, i, image_id) for split, ids in splits.items() for i, image_id in enumerate(ids)]
     for split, i, image_id in tqdm(jobs, desc="synthetic VOC", disable=not progress):
-        rng = np.random.default_rng([seed, 0 if split == "train_aug" else 1, i])
+        rng = np.random.default_rng([seed, stream[split], i])
         image, mask, objects = render_synthetic_image(rng, image_size)
         ok, jpg = cv2.imencode(".jpg", image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
         assert ok
         (root / "JPEGImages" / f"{image_id}.jpg").write_bytes(jpg.tobytes())
-        write_mask_png(root / "SegmentationClassAug" / f"{image_id}.png", mask)
+        if split != "pretrain":  # the pretraining split stands in for ImageNet: image labels only, no masks
+            write_mask_png(root / "SegmentationClassAug" / f"{image_id}.png", mask)
         write_voc_xml(root / "Annotations" / f"{image_id}.xml", f"{image_id}.jpg", image_size, image_size,
                       objects, folder="synthetic")
 
@@ -288,6 +348,7 @@ def make_synthetic_voc(
     lists.joinpath("train_aug.txt").write_text("".join(f"{i}\n" for i in splits["train_aug"]))
     lists.joinpath("train.txt").write_text("".join(f"{i}\n" for i in splits["train_aug"][: max(1, num_train // 7)]))
     lists.joinpath("val.txt").write_text("".join(f"{i}\n" for i in splits["val"]))
+    lists.joinpath("pretrain.txt").write_text("".join(f"{i}\n" for i in splits["pretrain"]))
     tmp = marker.with_suffix(".tmp")
     tmp.write_text(json.dumps(params, sort_keys=True))
     tmp.replace(marker)  # written last: its presence means the set is complete

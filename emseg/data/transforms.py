@@ -95,10 +95,12 @@ class TrainTransform:
        box left narrower or shorter than ``min_box_size`` pixels is dropped.
     4. Flip left-right with probability 0.5 (``x1, x2 -> W - x2, W - x1``).
 
-    Image-level labels: the paper trains on whole-image labels, so a crop keeps its image's labels
-    with one exception: a class that had boxes before the crop and has none left after it is
-    dropped (the object was cropped out; claiming it would make the E-step paint it somewhere).
-    Classes without any box (e.g. labels from another source) are kept as they are.
+    Image-level labels must stay true for the crop: the E-step hands every present class a share of
+    the crop's pixels (EM-Adapt: at least 20 %), so a class claimed but out of view would be painted
+    over whatever is there. A class that has boxes keeps its label only while one of its boxes
+    keeps at least ``min_visible`` of its (scaled) area inside the crop; classes without any box
+    (labels from another source) are kept. Boxes themselves are kept while at least
+    ``min_box_size`` pixels wide and high: the part in view is still inside the object's box.
     """
 
     def __init__(
@@ -110,6 +112,7 @@ class TrainTransform:
         std: Sequence[float] = IMAGENET_STD,
         ignore_index: int = IGNORE_INDEX,
         min_box_size: float = 2.0,
+        min_visible: float = 0.5,
     ) -> None:
         self.crop_h, self.crop_w = (crop_size, crop_size) if isinstance(crop_size, int) else crop_size
         if self.crop_h < 1 or self.crop_w < 1:
@@ -122,6 +125,9 @@ class TrainTransform:
         self.std = tuple(std)
         self.ignore_index = ignore_index
         self.min_box_size = min_box_size
+        if not 0.0 <= min_visible <= 1.0:
+            raise ValueError(f"min_visible must be in [0, 1], got {min_visible}")
+        self.min_visible = min_visible
         self.pad_color = tuple(int(round(255 * m)) for m in self.mean)
 
     def __call__(self, sample: dict[str, Any], generator: torch.Generator | None = None) -> dict[str, Any]:
@@ -147,8 +153,10 @@ class TrainTransform:
         x0 = _randint(image.shape[1] - self.crop_w + 1, generator)
         image = image[y0 : y0 + self.crop_h, x0 : x0 + self.crop_w]
         mask = mask[y0 : y0 + self.crop_h, x0 : x0 + self.crop_w]
+        full_area = _box_area(boxes)
         boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]] - x0, 0, self.crop_w)
         boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]] - y0, 0, self.crop_h)
+        in_view = _box_area(boxes) >= self.min_visible * full_area
 
         if self.flip and torch.rand((), generator=generator).item() < 0.5:
             image = image[:, ::-1]
@@ -157,7 +165,7 @@ class TrainTransform:
 
         keep = (boxes[:, 2] - boxes[:, 0] >= self.min_box_size) & (boxes[:, 3] - boxes[:, 1] >= self.min_box_size)
         had = np.unique(boxes[:, 4].astype(np.int64))
-        left = np.unique(boxes[keep, 4].astype(np.int64))
+        left = np.unique(boxes[keep & in_view, 4].astype(np.int64))
         for cls in had:
             if cls > 0 and cls not in left and cls < labels.size:
                 labels[cls] = False
@@ -165,6 +173,10 @@ class TrainTransform:
 
         out = dict(sample, image=image, mask=mask, boxes=boxes, labels=labels)
         return to_tensors(out, self.mean, self.std)
+
+
+def _box_area(boxes: np.ndarray) -> np.ndarray:
+    return np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
 
 
 class EvalTransform:

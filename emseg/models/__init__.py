@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .deeplab import DeepLabLargeFOV, DeepLabSmall, convert_vgg16_state_dict, load_vgg16_weights
+from .deeplab import DeepLabLargeFOV, DeepLabSmall, context_for_crop, convert_vgg16_state_dict, load_vgg16_weights
 
 #: Model names accepted by :func:`build_model` and the ``--model`` flag.
 MODELS = ("deeplab-largefov", "small")
@@ -24,10 +24,19 @@ def torchvision_vgg16_path() -> Path:
 
 
 def build_model(
-    name: str, num_classes: int, pretrained: str | None = None, width: int = 32, dropout: float | None = None
+    name: str, num_classes: int, pretrained: str | None = None, width: int = 32, dropout: float | None = None,
+    context: tuple[int, int] | None = None, input_scale: float = 1.0,
 ) -> nn.Module:
     """Build a network by name; ``pretrained`` is a local torchvision-layout VGG16 file
-    (DeepLab-LargeFOV only); ``dropout`` None keeps the model's default."""
+    (DeepLab-LargeFOV only); ``dropout`` and ``context`` (the small model's context dilations)
+    None keep the model's default. ``input_scale`` is the factor images are resized by before the
+    network sees them (the resolution it was trained at; see :func:`emseg.inference.predict_batch`)."""
+    model = _build(name, num_classes, pretrained, width, dropout, context)
+    model.input_scale = float(input_scale)
+    return model
+
+
+def _build(name, num_classes, pretrained, width, dropout, context) -> nn.Module:
     extra = {} if dropout is None else {"dropout": dropout}
     if name == "deeplab-largefov":
         model = DeepLabLargeFOV(num_classes, **extra)
@@ -37,6 +46,8 @@ def build_model(
     if name == "small":
         if pretrained:
             raise ValueError("--pretrained applies to deeplab-largefov only (VGG16 weights)")
+        if context is not None:
+            extra["context"] = tuple(context)
         return DeepLabSmall(num_classes, width=width, **extra)
     raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
 
@@ -48,6 +59,7 @@ __all__ = [
     "build_model",
     "DeepLabLargeFOV",
     "DeepLabSmall",
+    "context_for_crop",
     "convert_vgg16_state_dict",
     "load_vgg16_weights",
 ]

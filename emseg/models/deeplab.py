@@ -69,14 +69,23 @@ class DeepLabLargeFOV(nn.Module):
 
 class DeepLabSmall(nn.Module):
     """A few-layer DeepLab look-alike for CPU runs and tests: three stride-2 stages (a strided
-    convolution, two 3x3 max-pools), then dilated convolutions for context (dilation 2 and 4 at
-    stride 8), then a 1x1 classifier. About 0.2 M parameters at width 32."""
+    convolution, two 3x3 max-pools), then two context convolutions at stride 8, then a 1x1
+    classifier. About 0.1 M parameters at width 16.
+
+    ``context`` gives the dilation of the two context convolutions (0: a 1x1 convolution). It sets
+    the receptive field, :attr:`receptive_field` = 27 + 16 (d1 + d2) pixels: a network whose every
+    score sees the whole image cannot learn from image labels where an object is (see
+    :func:`context_for_crop`, which sizes it like DeepLab-LargeFOV's on VOC crops).
+    """
 
     output_stride = 8
 
-    def __init__(self, num_classes: int = 21, width: int = 32, dropout: float = 0.1):
+    def __init__(self, num_classes: int = 21, width: int = 32, dropout: float = 0.1, context: tuple[int, int] = (2, 4)):
         super().__init__()
+        if len(context) != 2 or min(context) < 0:
+            raise ValueError(f"context must be two dilations >= 0 (0: a 1x1 convolution), got {context}")
         w = width
+        self.context = tuple(int(d) for d in context)
         self.backbone = nn.Sequential(
             # a strided first layer: full-resolution convolutions cost most on a CPU
             nn.Conv2d(3, w, 3, stride=2, padding=1), nn.ReLU(inplace=True),
@@ -84,18 +93,42 @@ class DeepLabSmall(nn.Module):
             nn.MaxPool2d(3, stride=2, padding=1),
             nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(inplace=True),
             nn.MaxPool2d(3, stride=2, padding=1),
-            nn.Conv2d(2 * w, 2 * w, 3, padding=2, dilation=2), nn.ReLU(inplace=True),
+            _context_conv(2 * w, 2 * w, self.context[0]), nn.ReLU(inplace=True),
         )
         self.head = nn.Sequential(
-            nn.Conv2d(2 * w, 4 * w, 3, padding=4, dilation=4), nn.ReLU(inplace=True),
+            _context_conv(2 * w, 4 * w, self.context[1]), nn.ReLU(inplace=True),
             nn.Dropout2d(dropout),
             nn.Conv2d(4 * w, 4 * w, 1), nn.ReLU(inplace=True),
         )
         self.classifier = nn.Conv2d(4 * w, num_classes, 1)
         _init_random(self)
 
+    @property
+    def receptive_field(self) -> int:
+        """Side in pixels of the image window one score depends on."""
+        return 27 + 16 * sum(self.context)
+
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.head(self.backbone(x)))
+
+
+def _context_conv(cin: int, cout: int, dilation: int) -> nn.Conv2d:
+    if dilation == 0:
+        return nn.Conv2d(cin, cout, 1)
+    return nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation)
+
+
+#: DeepLab-LargeFOV's receptive field over the side of its VOC training crop: 224 px (Chen et al.,
+#: ICLR 2015, Table 2) on 321 px crops.
+LARGEFOV_FIELD_SHARE = 224 / 321
+
+
+def context_for_crop(crop_size: int) -> tuple[int, int]:
+    """The small model's context dilations whose receptive field is closest to
+    LARGEFOV_FIELD_SHARE of ``crop_size`` (ties: the smaller field)."""
+    target = LARGEFOV_FIELD_SHARE * crop_size
+    options = [(d1, d2) for d1 in range(0, 9) for d2 in range(0, 9) if d1 <= d2]
+    return min(options, key=lambda c: (abs(27 + 16 * sum(c) - target), sum(c), c))
 
 
 def _init_random(model: nn.Module) -> None:

@@ -1,0 +1,228 @@
+"""Classification pretraining from image-level labels: the start every training mode shares.
+
+    python -m emseg.pretrain                     # the synthetic set's pretraining split
+    python -m emseg.pretrain --data-root VOC2012 --split train_aug
+
+The paper starts every network from ImageNet-trained VGG16. Offline there is no ImageNet, so
+emseg makes that start itself: the segmentation network, with its scores pooled over the image by
+log-sum-exp (LSE, Pinheiro & Collobert, CVPR 2015), learns the image-level labels of a split with
+a multi-label logistic loss. Only images and the class names of their annotations are read
+(:class:`emseg.data.image_labels.ImageLabelSet`), never a mask or a box. On the synthetic set a
+separate ``pretrain`` split plays ImageNet's part; on a VOC-layout set the training images do.
+
+The result is cached under a key of the data (the image files' bytes and labels) and every setting,
+so ``emseg.train`` pays for it once; a run prints what it cost. Deterministic for a given seed,
+device and thread count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .cli import bars_wanted, parse_context, resolve_device, run as run_cli
+from .data.image_labels import ImageLabelSet
+from .data.synthetic import make_synthetic_voc
+from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from .models import build_model
+
+log = logging.getLogger("emseg")
+
+#: Changes whenever the procedure changes, so an old cache entry is not mistaken for a new one.
+_PRETRAIN_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Every setting a pretrained start depends on (all of them enter the cache key)."""
+
+    model: str = "small"
+    width: int = 16
+    context: tuple[int, int] = (0, 1)
+    size: int = 64  #: images are scaled so their longer side is this, padded to a square
+    iterations: int = 1500
+    batch_size: int = 16
+    lr: float = 0.02
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lse_r: float = 4.0  #: LSE sharpness: 0 would be the mean of the scores, infinity their maximum
+    scale_min: float = 0.7  #: random down-scaling of the image on its canvas (never a crop)
+    seed: int = 0
+
+
+def cache_key(cfg: PretrainConfig, data_digest: str, class_names: tuple[str, ...]) -> str:
+    blob = json.dumps({"version": _PRETRAIN_VERSION, "config": asdict(cfg), "data": data_digest,
+                       "classes": list(class_names)}, sort_keys=True)
+    return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
+
+
+def lse_pool(scores: torch.Tensor, r: float) -> torch.Tensor:
+    """``[N, K, h, w] -> [N, K]``: ``(1/r) log mean exp(r s)`` over the positions."""
+    flat = scores.flatten(2)
+    return (torch.logsumexp(r * flat, dim=-1) - math.log(flat.shape[-1])) / r
+
+
+def _batch(data: ImageLabelSet, cfg: PretrainConfig, gen: torch.Generator, device: torch.device):
+    idx = torch.randint(len(data), (cfg.batch_size,), generator=gen)
+    image = torch.from_numpy(data.images[idx.numpy()]).permute(0, 3, 1, 2).float().div_(255)
+    flip = torch.rand(cfg.batch_size, generator=gen) < 0.5
+    image[flip] = image[flip].flip(-1)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    image = (image - mean) / std
+    # one random down-scaling per batch, placed at random on the canvas (padding is the mean: 0)
+    side = cfg.size
+    small = max(8, round(side * (cfg.scale_min + (1 - cfg.scale_min) * torch.rand((), generator=gen).item())))
+    if small < side:
+        shrunk = F.interpolate(image, size=(small, small), mode="bilinear", align_corners=False, antialias=True)
+        y0, x0 = (int(torch.randint(side - small + 1, (), generator=gen)) for _ in range(2))
+        image = torch.zeros_like(image)
+        image[:, :, y0 : y0 + small, x0 : x0 + small] = shrunk
+    labels = torch.from_numpy(data.labels[idx.numpy()][:, 1:]).float()
+    return image.to(device), labels.to(device)
+
+
+def pretrain(cfg: PretrainConfig, data: ImageLabelSet, device: torch.device, progress: bool = False) -> tuple[dict, list[float]]:
+    """Train the network on ``data``'s image labels; returns its state_dict and the loss curve
+    (mean of every 100 iterations)."""
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, data.num_classes, width=cfg.width, context=cfg.context).to(device)
+    model.train()
+    decay = [p for n, p in model.named_parameters() if not n.endswith("bias")]
+    rest = [p for n, p in model.named_parameters() if n.endswith("bias")]
+    opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}],
+                          lr=cfg.lr, momentum=cfg.momentum)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    curve, window = [], 0.0
+    for it in range(cfg.iterations):
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * (1 - it / cfg.iterations) ** 0.9
+        image, labels = _batch(data, cfg, gen, device)
+        pooled = lse_pool(model(image)[:, 1:], cfg.lse_r)  # background is not an image label
+        loss = F.binary_cross_entropy_with_logits(pooled, labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        window += loss.item()
+        if (it + 1) % 100 == 0 or it + 1 == cfg.iterations:
+            curve.append(window / ((it % 100) + 1))
+            window = 0.0
+            if progress:
+                log.info(f"pretrain it {it + 1}/{cfg.iterations}  loss {curve[-1]:.4f}")
+        if not math.isfinite(window):
+            raise FloatingPointError(f"the pretraining loss is not finite at iteration {it + 1} (lower --lr)")
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}, curve
+
+
+def pretrained_start(root: str | Path, split: str, cfg: PretrainConfig, cache_dir: str | Path,
+                     device: torch.device, build: bool = True) -> Path:
+    """The cached pretrained state for ``root``'s ``split`` and ``cfg``, made first if missing;
+    returns its path. ``build=False`` (the other processes of a DDP run) only computes the path."""
+    fill = tuple(int(round(255 * m)) for m in IMAGENET_MEAN)
+    start = time.perf_counter()
+    data = ImageLabelSet(root, split, cfg.size, fill)
+    path = Path(cache_dir) / f"pretrain-{cfg.model}-{cache_key(cfg, data.digest, data.class_names)}.pth"
+    if path.is_file():
+        meta = load_checkpoint(path, required=("model", "seconds"))
+        log.info(f"pretrained start (image labels of {len(data)} images of {split!r}): {path}, "
+                 f"cached (it took {meta['seconds']:.0f} s to make)")
+        return path
+    if not build:
+        return path
+    log.info(f"pretraining on the image labels of {len(data)} images of {split!r} ({cfg.iterations} iterations, "
+             f"{cfg.model} at {cfg.size} px) -> {path}")
+    state, curve = pretrain(cfg, data, device, progress=True)
+    seconds = time.perf_counter() - start
+    save_checkpoint({"model": state, "config": {**asdict(cfg), "context": list(cfg.context)}, "loss": curve,
+                     "seconds": seconds, "images": len(data), "split": split,
+                     "class_names": list(data.class_names)}, path)
+    log.info(f"pretraining took {seconds:.0f} s (final loss {curve[-1]:.4f}); cached: {path}")
+    return path
+
+
+def pretrained_start_for(cfg, root: Path, info, device: torch.device) -> Path:
+    """The pretrained start of a training run (:class:`emseg.config.TrainConfig` ``cfg``): made by
+    the main process, once per data and settings."""
+    split = cfg.pretrain_split or ("pretrain" if not cfg.data_root else cfg.train_split)
+    pcfg = PretrainConfig(model=cfg.model, width=cfg.width, context=tuple(cfg.context or PretrainConfig.context),
+                          size=cfg.crop_size, iterations=cfg.pretrain_iterations, seed=cfg.seed)
+    path = pretrained_start(root, split, pcfg, cfg.pretrain_cache, device, build=info.main)
+    info.barrier()
+    return path
+
+
+def load_pretrained(model: nn.Module, path: str | Path, classifier: bool = True) -> None:
+    """Copy a pretrained state into ``model``; ``classifier=False`` keeps its own final layer."""
+    state = load_checkpoint(path, required=("model",))["model"]
+    own = model.state_dict()
+    if not classifier:
+        state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+    mismatched = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
+    if mismatched:
+        raise ValueError(f"{path}: the pretrained network does not fit this model ({', '.join(mismatched[:4])}); "
+                         "it was made for another --model, --width, context or class list")
+    model.load_state_dict(state, strict=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = PretrainConfig()
+    p = argparse.ArgumentParser(prog="python -m emseg.pretrain", description=__doc__.split("\n\n")[2],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data-root", default=None, help="VOC-layout root; omitted: the synthetic set (its pretrain split)")
+    p.add_argument("--synthetic-dir", default="data/synthetic-voc", help="the synthetic set's folder")
+    p.add_argument("--split", default=None, help="image list (default: pretrain for the synthetic set, train_aug otherwise)")
+    p.add_argument("--model", default=d.model, help="network")
+    p.add_argument("--width", type=int, default=d.width, help="channel width of the small model")
+    p.add_argument("--context", default=",".join(map(str, d.context)), help="the small model's context dilations d1,d2")
+    p.add_argument("--size", type=int, default=d.size, help="image side the network sees")
+    p.add_argument("--iterations", type=int, default=d.iterations, help="SGD iterations")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="images per iteration")
+    p.add_argument("--lr", type=float, default=d.lr, help="learning rate (poly schedule)")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the init and the batches")
+    p.add_argument("--cache-dir", default="data/pretrain-cache", help="where pretrained starts are kept")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    for name in ("width", "size", "iterations", "batch_size"):
+        if getattr(a, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if not (math.isfinite(a.lr) and a.lr > 0):
+        parser.error("--lr must be a positive number")
+    device = resolve_device(parser, a.device)
+    cfg = PretrainConfig(model=a.model, width=a.width, context=parse_context(parser, a.context), size=a.size,
+                         iterations=a.iterations, batch_size=a.batch_size, lr=a.lr, seed=a.seed)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    if a.data_root:
+        root, split = Path(a.data_root), a.split or "train_aug"
+    else:
+        root, split = make_synthetic_voc(a.synthetic_dir, progress=bars_wanted(False), **SYNTHETIC_DEFAULTS), a.split or "pretrain"
+    path = pretrained_start(root, split, cfg, a.cache_dir, device)
+    print(f"pretrained start: {path}")
+    return path
+
+
+#: The synthetic set ``emseg.train`` writes by default (its pretrain split included).
+SYNTHETIC_DEFAULTS = dict(num_train=400, num_val=100, num_pretrain=1600, image_size=64, seed=0)
+
+
+if __name__ == "__main__":
+    run_cli(main, "python -m emseg.pretrain")
