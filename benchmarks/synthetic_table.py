@@ -1,125 +1,142 @@
-"""The README's results table, measured on the synthetic set with fixed seeds.
+"""The README's results table: every setting on the synthetic set, several seeds, mean +- std.
 
-    python benchmarks/synthetic_table.py [--out runs/table] [--iterations 1200] [--quick]
+    python benchmarks/synthetic_table.py [--out runs/table] [--seeds 0 1 2] [--jobs 2] [--photo]
 
-Runs every setting in the shape of the paper's tables (full supervision, each weak mode, and
-semi-supervised with a few strong-subset sizes, plus "strong only" on the same subsets), each as
-its own ``python -m emseg.train`` process with the same seed, data and schedule, and prints a
-markdown table of validation mIoU (with the dense CRF too when emseg.crf is available). Finished
-runs (``summary.json`` present) are reused, so an interrupted table continues where it stopped.
+Each setting is one ``python -m emseg.train`` process with the project defaults (pretraining
+included) and ``--eval-crf``, for every seed; a seed changes the data set, the pretraining, the
+network's init, the batches and the strong subset. The pretrained start of each seed is made
+first (``python -m emseg.pretrain``), so the runs of that seed share it as every row of the paper
+shares ImageNet VGG16. The "from scratch" rows start from random weights (``--init scratch``).
+Finished runs (``summary.json``) are reused, so an interrupted table continues where it stopped.
+Prints a markdown table (mIoU, mIoU with the dense CRF, ratio to full supervision) and writes
+``results-synthetic.json``. ``--photo`` runs full supervision, EM-Adapt and EM-Fixed on the
+VOC-layout set of photo textures instead (``results-photo.json``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-# (label, mode, strong subset size or None, strong-only baseline)
-SETTINGS = [  # in the order they run: the most telling first
-    ("Full supervision (all masks)", "full", None, False),
-    ("Bbox-Rect, boxes", "bbox-rect", None, False),
-    ("EM-Adapt, image labels", "em-adapt", None, False),
-    ("EM-Fixed, image labels", "em-fixed", None, False),
-    ("Bbox-EM-Fixed, boxes", "bbox-em-fixed", None, False),
-    ("Bbox-Seg, boxes", "bbox-seg", None, False),
-    ("Strong only, {n} masks", "full", 20, True),
-    ("EM-Fixed semi, {n} strong + image labels", "em-fixed", 20, False),
-    ("Bbox-EM-Fixed semi, {n} strong + boxes", "bbox-em-fixed", 20, False),
-    ("Strong only, {n} masks", "full", 60, True),
-    ("EM-Fixed semi, {n} strong + image labels", "em-fixed", 60, False),
-    ("Bbox-EM-Fixed semi, {n} strong + boxes", "bbox-em-fixed", 60, False),
-    ("Bbox-Rect semi, {n} strong + boxes", "bbox-rect", 60, False),
-    ("EM-Adapt semi, {n} strong + image labels", "em-adapt", 60, False),
+#: (row label, run name, extra flags), in the order they run: the paper's rows first
+SETTINGS = [
+    ("Full supervision (all masks)", "full", ["--mode", "full"]),
+    ("EM-Adapt, image labels", "em-adapt", ["--mode", "em-adapt"]),
+    ("EM-Fixed, image labels", "em-fixed", ["--mode", "em-fixed"]),
+    ("Bbox-Rect, boxes", "bbox-rect", ["--mode", "bbox-rect"]),
+    ("Bbox-Seg, boxes", "bbox-seg", ["--mode", "bbox-seg"]),
+    ("Bbox-EM-Fixed, boxes", "bbox-em-fixed", ["--mode", "bbox-em-fixed"]),
+    ("EM-Fixed semi, 60 strong + image labels", "em-fixed-60", ["--mode", "em-fixed", "--strong", "60"]),
+    ("EM-Adapt semi, 60 strong + image labels", "em-adapt-60", ["--mode", "em-adapt", "--strong", "60"]),
+    ("Bbox-Seg semi, 60 strong + boxes", "bbox-seg-60", ["--mode", "bbox-seg", "--strong", "60"]),
+    ("Bbox-EM-Fixed semi, 60 strong + boxes", "bbox-em-fixed-60", ["--mode", "bbox-em-fixed", "--strong", "60"]),
+    ("Full supervision, from scratch", "full-scratch", ["--mode", "full", "--init", "scratch"]),
+    ("EM-Adapt, from scratch", "em-adapt-scratch", ["--mode", "em-adapt", "--init", "scratch"]),
+]
+#: ``--photo``: the same defaults on the VOC-layout set of photo textures (``--data-root``: the cpu
+#: preset, its training images' image labels for the pretraining)
+PHOTO_SETTINGS = [
+    ("Photo set: full supervision", "photo-full", ["--mode", "full"]),
+    ("Photo set: EM-Adapt, image labels", "photo-em-adapt", ["--mode", "em-adapt"]),
+    ("Photo set: EM-Fixed, image labels", "photo-em-fixed", ["--mode", "em-fixed"]),
 ]
 
 
-def run_name(mode: str, strong: int | None, only: bool) -> str:
-    return f"{'strong-only' if only else mode}{'' if strong is None else f'-{strong}'}"
+def common_flags(out: Path, seed: int, photo: bool) -> list[str]:
+    data = ["--data-root", str(out / "photo-voc"), "--train-split", "train_aug"] if photo else [
+        "--synthetic-dir", str(out / f"data-seed{seed}")]
+    return [*data, "--seed", str(seed), "--no-progress",
+            "--label-cache", str(out / "label-cache"), "--pretrain-cache", str(out / "pretrain-cache")]
+
+
+def run(argv: list[str], log: Path, env: dict) -> int:
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env)
+    log.write_text(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        print(f"FAILED ({proc.returncode}): {' '.join(argv[1:])}\n{(proc.stdout + proc.stderr)[-1500:]}", flush=True)
+    return proc.returncode
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/table", help="folder for the runs and results.json")
-    p.add_argument("--data", default="data/synthetic-voc", help="synthetic data folder (shared by all runs)")
-    p.add_argument("--iterations", type=int, default=None, help="iterations per run (default: the synthetic preset's)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every run")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of every setting")
     p.add_argument("--only", nargs="*", default=None, help="run names to run (default: all)")
-    p.add_argument("--crf", action="store_true", help="also evaluate with the dense CRF")
-    p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="further flags for every python -m emseg.train run")
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time (the cores are shared between them)")
+    p.add_argument("--photo", action="store_true", help="the photo-texture set's rows instead (python -m emseg.data photo)")
+    p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="further flags for every run")
     args = p.parse_args()
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    if args.jobs > 1:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.jobs))
+    settings = [s for s in (PHOTO_SETTINGS if args.photo else SETTINGS) if not args.only or s[1] in args.only]
+    if args.photo:
+        from emseg.data.photo import make_photo_voc
+
+        make_photo_voc(out / "photo-voc")
+    kind = "photo" if args.photo else "synthetic"
+    for seed in args.seeds:  # one pretrained start per seed, before its runs share it
+        t0 = time.time()
+        if run([sys.executable, "-m", "emseg.pretrain", *common_flags(out, seed, args.photo), *args.extra],
+               out / f"pretrain-{kind}-seed{seed}.log", env):
+            sys.exit(1)
+        print(f"== pretrained start, seed {seed}: {time.time() - t0:.0f} s", flush=True)
+
+    def one(job):
+        (label, name, flags), seed = job
+        run_dir = out / f"{name}-seed{seed}"
+        if (run_dir / "summary.json").exists():
+            return
+        t0 = time.time()
+        argv = [sys.executable, "-m", "emseg.train", *common_flags(out, seed, args.photo), "--output-dir", str(run_dir),
+                "--num-pictures", "4", "--eval-crf", *flags, *args.extra]
+        if run(argv, out / f"{name}-seed{seed}.log", env) == 0:
+            print(f"== {name} seed {seed}: {time.time() - t0:.0f} s", flush=True)
+
+    jobs = [(s, seed) for seed in args.seeds for s in settings]
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        list(pool.map(one, jobs))
+
     results = {}
-    for label, mode, strong, only in SETTINGS:
-        name = run_name(mode, strong, only)
-        if args.only and name not in args.only:
-            continue
-        run_dir = out / name
-        summary_file = run_dir / "summary.json"
-        if not summary_file.exists():
-            argv = [sys.executable, "-m", "emseg.train", "--synthetic-dir", args.data, "--output-dir", str(run_dir),
-                    "--seed", str(args.seed), "--mode", mode, "--no-progress", "--num-pictures", "4",
-                    "--label-cache", str(out / "label-cache")]
-            if args.iterations:
-                argv += ["--iterations", str(args.iterations)]
-            if only:
-                ids = strong_subset(args.data, strong, args.seed)
-                lst = out / f"strong-{strong}.txt"
-                lst.write_text("\n".join(sorted(ids)) + "\n")
-                argv += ["--train-split", str(lst.resolve())]
-            elif strong:
-                argv += ["--strong", str(strong)]
-            if args.crf:
-                argv += ["--eval-crf"]
-            argv += args.extra
-            t0 = time.time()
-            print(f"== {name}: {' '.join(argv[1:])}", flush=True)
-            proc = subprocess.run(argv, capture_output=True, text=True)
-            (out / f"{name}.log").write_text(proc.stdout + proc.stderr)
-            if proc.returncode != 0:
-                print(proc.stdout[-2000:] + proc.stderr[-2000:])
-                results[name] = {"label": label.format(n=strong), "failed": proc.returncode}
-                continue
-            print(f"   done in {time.time() - t0:.0f} s", flush=True)
-        s = json.loads(summary_file.read_text())
-        if args.crf and s.get("miou_crf") is None:
-            # a run finished without the CRF: evaluate its checkpoint with it now
-            proc = subprocess.run([sys.executable, "-m", "emseg.evaluate", "--checkpoint", s["checkpoint"],
-                                   "--crf", "--no-progress", "--workers", "0"], capture_output=True, text=True)
-            if proc.returncode != 0:
-                print(proc.stdout[-2000:] + proc.stderr[-2000:])
-            else:
-                s["miou_crf"] = float(proc.stdout.split("with dense CRF:")[1].split("mean IoU")[1].split()[0]) / 100
-                summary_file.write_text(json.dumps(s, indent=1))
-        results[name] = {"label": label.format(n=strong), "miou": s["miou"], "miou_crf": s.get("miou_crf"),
-                         "train_seconds": s.get("train_seconds")}
-    (out / "results.json").write_text(json.dumps(results, indent=1))
-    print(markdown(results))
+    for label, name, flags in settings:
+        runs = []
+        for seed in args.seeds:
+            summary = out / f"{name}-seed{seed}" / "summary.json"
+            if summary.exists():
+                runs.append(json.loads(summary.read_text()) | {"seed": seed})
+        results[name] = {"label": label, "flags": flags, "runs": runs}
+    (out / f"results-{kind}.json").write_text(json.dumps(results, indent=1))
+    print(markdown(results, args.seeds, "photo-full" if args.photo else "full"))
 
 
-def strong_subset(data: str, count: int, seed: int) -> set[str]:
-    """The same subset ``--strong count --seed seed`` picks (emseg.data.select_strong)."""
-    from emseg.data import VOCSegmentation, make_synthetic_voc, select_strong
-
-    make_synthetic_voc(data, 400, 100, 64, seed=seed, progress=False)  # the preset's set
-
-    ds = VOCSegmentation(data, "train_aug", strong_ids=())
-    return select_strong(ds.ids, count=count, seed=seed)
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return f"{100 * values[0]:.1f}"
+    return f"{100 * statistics.mean(values):.1f} ± {100 * statistics.stdev(values):.1f}"
 
 
-def markdown(results: dict) -> str:
-    lines = ["| setting | mIoU % | mIoU % with CRF |", "|---|---|---|"]
-    for name, r in results.items():
-        if "miou" in r:
-            crf = f"{100 * r['miou_crf']:.1f}" if r.get("miou_crf") is not None else "n/a"
-            lines.append(f"| {r['label']} | {100 * r['miou']:.1f} | {crf} |")
-        else:
-            lines.append(f"| {r['label']} | {r.get('skipped') or 'failed'} | |")
+def markdown(results: dict, seeds: list[int], full_name: str = "full") -> str:
+    full = {r["seed"]: r["miou"] for r in results.get(full_name, {}).get("runs", [])}
+    lines = ["| setting | mIoU % | mIoU % with CRF | x full (per seed, then mean) | seeds |", "|---|---|---|---|---|"]
+    for r in results.values():
+        runs = r["runs"]
+        ratios = [x["miou"] / full[x["seed"]] for x in runs if x["seed"] in full]
+        ratio = f"{statistics.mean(ratios):.2f}" if ratios else "n/a"
+        crf = [x["miou_crf"] for x in runs if x.get("miou_crf") is not None]
+        lines.append(f"| {r['label']} | {mean_std([x['miou'] for x in runs])} | {mean_std(crf)} | {ratio} | "
+                     f"{len(runs)}/{len(seeds)} |")
     return "\n".join(lines)
 
 

@@ -87,9 +87,9 @@ class TrainConfig:
 # Command line
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m emseg.train") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m emseg.train",
+        prog=prog,
         description="Weakly-/semi-supervised semantic segmentation with hard EM (Papandreou et al., "
         "ICCV 2015). With no arguments: builds a synthetic VOC-layout data set, trains a small "
         "network from boxes (Bbox-Rect) on the CPU, evaluates it and writes pictures.",
@@ -173,9 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(argv: list[str] | None = None) -> TrainConfig:
+def config_from_args(argv: list[str] | None = None, prog: str = "python -m emseg.train") -> TrainConfig:
     """Parse and validate the command line; bad values end in ``parser.error`` (exit code 2)."""
-    parser = build_parser()
+    parser = build_parser(prog)
     a = parser.parse_args(argv)
     if a.preset:
         preset = a.preset

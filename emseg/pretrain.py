@@ -1,7 +1,10 @@
 """Classification pretraining from image-level labels: the start every training mode shares.
 
-    python -m emseg.pretrain                     # the synthetic set's pretraining split
-    python -m emseg.pretrain --data-root VOC2012 --split train_aug
+    python -m emseg.pretrain                     # the start python -m emseg.train uses
+    python -m emseg.pretrain --data-root VOC2012 --pretrain-split train_aug
+
+It takes ``emseg.train``'s flags and makes the start that training run would make (the
+``--pretrain-*`` flags, the model and its crop size, the seed, the data).
 
 The paper starts every network from ImageNet-trained VGG16. Offline there is no ImageNet, so
 emseg makes that start itself: the segmentation network, with its scores pooled over the image by
@@ -17,7 +20,6 @@ device and thread count.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -31,11 +33,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .cli import bars_wanted, parse_context, resolve_device, run as run_cli
+from .cli import run as run_cli
+from .config import TrainConfig, config_from_args
 from .data.image_labels import ImageLabelSet
-from .data.synthetic import make_synthetic_voc
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from .distributed import DistInfo
 from .models import build_model
+from .training_data import prepare_data
 
 log = logging.getLogger("emseg")
 
@@ -151,9 +155,8 @@ def pretrained_start(root: str | Path, split: str, cfg: PretrainConfig, cache_di
     return path
 
 
-def pretrained_start_for(cfg, root: Path, info, device: torch.device) -> Path:
-    """The pretrained start of a training run (:class:`emseg.config.TrainConfig` ``cfg``): made by
-    the main process, once per data and settings."""
+def pretrained_start_for(cfg: TrainConfig, root: Path, info: DistInfo, device: torch.device) -> Path:
+    """The pretrained start of a training run: made by the main process, once per data and settings."""
     split = cfg.pretrain_split or ("pretrain" if not cfg.data_root else cfg.train_split)
     pcfg = PretrainConfig(model=cfg.model, width=cfg.width, context=tuple(cfg.context or PretrainConfig.context),
                           size=cfg.crop_size, iterations=cfg.pretrain_iterations, seed=cfg.seed)
@@ -179,49 +182,17 @@ def load_pretrained(model: nn.Module, path: str | Path, classifier: bool = True)
 # Command line
 
 
-def build_parser() -> argparse.ArgumentParser:
-    d = PretrainConfig()
-    p = argparse.ArgumentParser(prog="python -m emseg.pretrain", description=__doc__.split("\n\n")[2],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--data-root", default=None, help="VOC-layout root; omitted: the synthetic set (its pretrain split)")
-    p.add_argument("--synthetic-dir", default="data/synthetic-voc", help="the synthetic set's folder")
-    p.add_argument("--split", default=None, help="image list (default: pretrain for the synthetic set, train_aug otherwise)")
-    p.add_argument("--model", default=d.model, help="network")
-    p.add_argument("--width", type=int, default=d.width, help="channel width of the small model")
-    p.add_argument("--context", default=",".join(map(str, d.context)), help="the small model's context dilations d1,d2")
-    p.add_argument("--size", type=int, default=d.size, help="image side the network sees")
-    p.add_argument("--iterations", type=int, default=d.iterations, help="SGD iterations")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="images per iteration")
-    p.add_argument("--lr", type=float, default=d.lr, help="learning rate (poly schedule)")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of the init and the batches")
-    p.add_argument("--cache-dir", default="data/pretrain-cache", help="where pretrained starts are kept")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    return p
-
-
 def main(argv: list[str] | None = None) -> Path:
-    parser = build_parser()
-    a = parser.parse_args(argv)
-    for name in ("width", "size", "iterations", "batch_size"):
-        if getattr(a, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    if not (math.isfinite(a.lr) and a.lr > 0):
-        parser.error("--lr must be a positive number")
-    device = resolve_device(parser, a.device)
-    cfg = PretrainConfig(model=a.model, width=a.width, context=parse_context(parser, a.context), size=a.size,
-                         iterations=a.iterations, batch_size=a.batch_size, lr=a.lr, seed=a.seed)
+    """Make (or find) the pretrained start ``python -m emseg.train`` with the same flags uses."""
+    cfg = config_from_args(argv, prog="python -m emseg.pretrain")
+    if cfg.pretrained or cfg.init != "pretrain":
+        raise ValueError("--pretrained / --init other than 'pretrain' leave nothing to pretrain")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    if a.data_root:
-        root, split = Path(a.data_root), a.split or "train_aug"
-    else:
-        root, split = make_synthetic_voc(a.synthetic_dir, progress=bars_wanted(False), **SYNTHETIC_DEFAULTS), a.split or "pretrain"
-    path = pretrained_start(root, split, cfg, a.cache_dir, device)
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    info = DistInfo()
+    path = pretrained_start_for(cfg, prepare_data(cfg, info), info, device)
     print(f"pretrained start: {path}")
     return path
-
-
-#: The synthetic set ``emseg.train`` writes by default (its pretrain split included).
-SYNTHETIC_DEFAULTS = dict(num_train=400, num_val=100, num_pretrain=1600, image_size=64, seed=0)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,10 @@ def base_args(root, out, **extra):
         "--synthetic-dir": root, "--synthetic-train": 96, "--synthetic-val": 24, "--synthetic-size": 64,
         "--crop-size": 64, "--batch-size": 4, "--width": 8, "--workers": 0, "--output-dir": out,
         "--num-pictures": 0, "--eval-batch-size": 8, "--log-interval": 1, "--label-cache": Path(out).parent / "labels",
+        # random weights and Bbox-Rect unless a test asks otherwise: the pretraining stage has its
+        # own tests (test_pretrain.py), and these runs stay a few seconds each
+        "--init": "scratch", "--synthetic-pretrain": 0, "--mode": "bbox-rect",
+        "--pretrain-cache": Path(out).parent / "pretrain-cache",
     }
     args.update(extra)
     argv = ["--no-progress"]

@@ -12,6 +12,7 @@ import pytest
 
 from emseg.data import SYNTHETIC_CLASSES, VOCSegmentation, make_synthetic_voc
 from emseg.data.io import parse_voc_xml, read_image, read_mask_png
+from emseg.data.stats import dataset_statistics
 
 
 def files(root: Path) -> dict[str, bytes]:
@@ -107,6 +108,11 @@ def test_statistics_match_the_documented_voc_like_figures(syn):
     assert 1.5 <= np.mean(objects) <= 2.2
     assert 0.2 <= np.mean(foreground) <= 0.35 and max(foreground) <= 0.6
     assert 0.12 <= np.median(shares) <= 0.25
+    stats = dataset_statistics(root, "train_aug")  # the same figures, as python -m emseg.data stats prints them
+    assert stats["images"] == 120 and stats["objects_per_image"] == pytest.approx(np.mean(objects))
+    assert stats["classes_per_image"] == pytest.approx(np.mean(per_image_classes))
+    assert stats["foreground_share"] == pytest.approx(np.mean(foreground))
+    assert stats["class_share_median"] == pytest.approx(np.median(shares))
 
 
 def test_pretraining_split_has_image_labels_and_no_masks(tmp_path):

@@ -214,3 +214,23 @@ def test_bad_pretraining_flags_are_named(argv, message, capsys):
     with pytest.raises(SystemExit):
         config_from_args(argv)
     assert message in capsys.readouterr().err
+
+
+def test_training_pretrains_once_then_uses_the_cache(tmp_path):
+    from conftest import base_args
+    from emseg.train import main as train_main
+
+    root, cache = tmp_path / "syn", tmp_path / "pretrain-cache"
+    flags = {"--synthetic-train": 8, "--synthetic-val": 2, "--synthetic-size": 48, "--crop-size": 48, "--iterations": 2,
+             "--init": "pretrain", "--synthetic-pretrain": 12, "--pretrain-iterations": 6, "--mode": "em-adapt",
+             "--pretrain-cache": cache}
+    train_main(base_args(root, tmp_path / "a", **flags))
+    made = list(cache.glob("pretrain-small-*.pth"))
+    first = (tmp_path / "a" / "train.log").read_text()
+    assert len(made) == 1 and "pretraining took" in first
+    # 48 px crops: the rule picks the 27 px receptive field
+    assert "receptive field 27 px" in first and "mode em-adapt" in first
+    train_main(base_args(root, tmp_path / "b", **flags))
+    second = (tmp_path / "b" / "train.log").read_text()
+    assert list(cache.glob("pretrain-small-*.pth")) == made
+    assert "cached (it took" in second and "pretraining took" not in second

@@ -130,7 +130,7 @@ def test_bad_flags(argv, message, capsys):
 
 def test_presets():
     cfg = config_from_args([])
-    assert (cfg.preset, cfg.model, cfg.mode) == ("synthetic", "small", "bbox-rect")
+    assert (cfg.preset, cfg.model, cfg.mode) == ("synthetic", "small", "em-adapt")
     voc = config_from_args(["--preset", "voc"])
     assert (voc.model, voc.batch_size, voc.crop_size, voc.lr, voc.lr_policy, voc.lr_step, voc.iterations) == (
         "deeplab-largefov", 20, 321, 1e-3, "step", 2000, 6000)

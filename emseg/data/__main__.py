@@ -1,4 +1,4 @@
-"""Data utilities: ``python -m emseg.data synthetic|photo|check --help``.
+"""Data utilities: ``python -m emseg.data synthetic|photo|stats|check --help``.
 
 ``synthetic`` writes the synthetic VOC-layout set, ``photo`` the set made of photo textures; ``check`` reads every file of a split once and
 reports what is missing or broken, so a long training run does not find it at hour three.
@@ -11,6 +11,7 @@ from collections import Counter
 
 from ..cli import bars_wanted, run as run_cli
 from .photo import make_photo_voc
+from .stats import dataset_statistics
 from .synthetic import make_synthetic_voc
 from .voc import VOCSegmentation
 
@@ -32,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     photo.add_argument("--val", type=int, default=100, help="validation images (val.txt)")
     photo.add_argument("--seed", type=int, default=0, help="the same seed gives byte-identical files")
 
+    st = sub.add_parser("stats", help="objects and classes per image, foreground and class shares of a split")
+    st.add_argument("root", help="VOC-layout root with masks")
+    st.add_argument("--split", default="train_aug", help="list name under ImageSets/Segmentation/ or a path")
+
     chk = sub.add_parser("check", help="read every image and annotation of a split and report problems")
     chk.add_argument("root", help="VOC-layout root (JPEGImages/, Annotations/, SegmentationClass[Aug]/, cls/)")
     chk.add_argument("--split", default="train_aug", help="list name under ImageSets/Segmentation/ or a path")
@@ -40,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "synthetic":
         root = make_synthetic_voc(args.root, args.train, args.val, args.size, args.seed, progress=bars_wanted(False))
         print(f"synthetic set ready: {root}")
+        return 0
+
+    if args.command == "stats":
+        for key, value in dataset_statistics(args.root, args.split).items():
+            print(f"{key:20s} {value:.3f}" if isinstance(value, float) else f"{key:20s} {value}")
         return 0
 
     if args.command == "photo":

@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .io import IGNORE_INDEX, VOCObject, write_mask_png, write_voc_xml
+from .io import VOCObject, write_mask_png, write_voc_xml
 from .synthetic import class_plan, ignore_boundaries, leaves_earlier_visible
 
 __all__ = ["PHOTO_CLASSES", "make_photo_voc"]

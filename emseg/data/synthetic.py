@@ -9,9 +9,36 @@ Disc and star share a colour, square and ring share a colour, and stripes appear
 so no single cue names a class: the network must combine shape, colour and texture. Backgrounds
 are cluttered: a colour gradient, blotchy low-frequency noise, pixel noise and 3-8 distractor
 patches (elongated ellipses, bars, lines, irregular polygons) in colours and textures borrowed from
-the classes; distractors are background. Each image has 1-4 objects of random size, rotation and
-colour, drawn in order so later objects occlude earlier ones (every object keeps at least 40% of
-its area visible). An occasional thin line crosses in front of objects.
+the classes; distractors are background. Objects are drawn in order so later ones occlude earlier
+ones (every object keeps at least 40% of its area visible). An occasional thin line crosses in
+front of objects.
+
+The statistics follow PASCAL VOC 2012, where the paper's settings were chosen (EM-Adapt's shares:
+at least 20 % of an image for each present class, 40 % for background):
+
+=========================  ==================================  =======================================
+                           VOC 2012 (segmentation sets)        this set (64 px, 400 training images)
+=========================  ==================================  =======================================
+objects per image          2.4 (3507 in 1464 train images,     1.7
+                           the devkit's statistics)
+classes per image          about 1.5, most images one class    1.36, 68 % of images one class
+                           (assumption: commonly quoted)
+foreground share           about 30 % of the labelled pixels   27 % (at most 55 %)
+                           (assumption: commonly quoted)
+share of a present class   about 20 % (assumption, implied by  median 17 %, 10-90 %: 8.5-35 %
+                           the paper's rho_fg = 20 %)
+=========================  ==================================  =======================================
+
+The right column is measured (``python -m emseg.data stats data/synthetic-voc``, the default set);
+the assumptions are not (no VOC copy here: the same command measures one). The small model's
+receptive field at the default 64 px crops is 43 px (:func:`emseg.models.context_for_crop`: 0.70
+of the crop, as DeepLab-LargeFOV's 224 px on 321 px VOC crops), 1.6 times the side of a square of
+a median present class's area here; LargeFOV's is about 1.15 times that of a class covering 20 %
+of a 500x375 VOC image.
+
+A ``pretrain`` split (``--synthetic-pretrain`` images, default 1600) plays ImageNet's part for the
+classification pretraining (:mod:`emseg.pretrain`): its images are new draws, written with XML
+annotations but no masks.
 
 Written in VOC layout so it goes through :class:`VOCSegmentation` like the real data::
 
@@ -20,7 +47,7 @@ Written in VOC layout so it goes through :class:`VOCSegmentation` like the real 
                                           boundary (as VOC's object outlines)
     Annotations/<id>.xml                  VOC XML, tight boxes around each object's visible pixels
                                           (so boxes include background: ring holes, star gaps, corners)
-    ImageSets/Segmentation/{train_aug,train,val}.txt
+    ImageSets/Segmentation/{train_aug,train,val,pretrain}.txt
                                           train.txt: the first 1/7 of train_aug (VOC's train/train_aug
                                           ratio), a ready-made strong list
     classes.txt, synthetic.json           class names; generation parameters (marks completion)
