@@ -199,6 +199,73 @@ EMSEG_HD void mean_field_pixel(int64_t i, const MeanFieldArgs& a) {
 #endif
 }
 
+// One mean-field step backwards (the gradient of mean_field_pixel's softmax and messages), in the
+// same layouts. Forward step t >= 1: A_t = -E - sum_k n_k (S_k C_k^T), S_k = F_k(n_k Q_{t-1}),
+// Q_t = softmax(A_t); step 0: Q_0 = softmax(-E). Given G = dLoss/dQ_t, this writes
+// dA = Q_t (G - <G, Q_t>), adds -dA to dLoss/dE, and the transposed filterings' inputs
+// dS_k = -n_k (dA C_k); then dLoss/dQ_{t-1} = sum_k n_k F_k^T(dS_k), which the next call (step t-1)
+// gathers from `adjoint`. Padding lanes have Q = 0, hence dA = 0 and no gradient.
+struct MeanFieldGradArgs {
+  int64_t P;
+  int64_t L;
+  int64_t C;
+  int num_kernels;                     // kernels whose messages fed step t (0 for step 0)
+  int num_adjoint;                     // kernels whose F_k^T outputs add to G (0 for the last step)
+  const float* q;                      // Q_t
+  const float* grad_q;                 // dLoss/dQ_t from outside (the output's gradient), or null
+  const float* adjoint[kMaxKernels];   // F_k^T(dS_k) of step t+1
+  const float* norm[kMaxKernels];      // [P] plain
+  const float* compat[kMaxKernels];    // [L, L] row-major, when not diagonal
+  const float* diag[kMaxKernels];      // [C * W] (padding 0), when diagonal
+  float* softmax_grad;                 // out: dA (read back for a full compatibility)
+  float* grad_energy;                  // in/out: dLoss/dE, summed over the steps
+  float* next_in[kMaxKernels];         // out: dS_k, the transposed filterings' inputs
+};
+
+EMSEG_HD float upstream_grad(const MeanFieldGradArgs& a, int64_t i, int64_t o) {
+  float g = a.grad_q != nullptr ? a.grad_q[o] : 0.0f;
+  for (int k = 0; k < a.num_adjoint; ++k) g += a.norm[k][i] * a.adjoint[k][o];
+  return g;
+}
+
+// Per pixel: about (3 + 2 K) C W flops for Potts (plus K L^2 for a full compatibility), no exps;
+// reads (2 + K) C W floats and writes (2 + K) C W. Scalar loops on every backend (the backward is
+// not the hot path of inference).
+template <int W>
+EMSEG_HD void mean_field_pixel_grad(int64_t i, const MeanFieldGradArgs& a) {
+  const int64_t P = a.P, L = a.L, C = a.C;
+  float dot = 0.0f;
+  for (int64_t c = 0; c < C; ++c) {
+    for (int t = 0; t < W; ++t) {
+      const int64_t o = (c * P + i) * W + t;
+      dot += upstream_grad(a, i, o) * a.q[o];
+    }
+  }
+  for (int64_t c = 0; c < C; ++c) {
+    for (int t = 0; t < W; ++t) {
+      const int64_t o = (c * P + i) * W + t;
+      const float da = a.q[o] * (upstream_grad(a, i, o) - dot);
+      a.softmax_grad[o] = da;
+      a.grad_energy[o] -= da;
+      for (int k = 0; k < a.num_kernels; ++k) {
+        if (a.diag[k] != nullptr) a.next_in[k][o] = -a.norm[k][i] * a.diag[k][c * W + t] * da;
+      }
+    }
+  }
+  for (int k = 0; k < a.num_kernels; ++k) {
+    if (a.diag[k] != nullptr) continue;
+    const float n = a.norm[k][i];
+    const float* cm = a.compat[k];
+    for (int64_t l2 = 0; l2 < L; ++l2) {
+      float m = 0.0f;
+      for (int64_t l = 0; l < L; ++l) {
+        m += cm[l * L + l2] * a.softmax_grad[lattice::chunk_offset(i, l, P, W)];
+      }
+      a.next_in[k][lattice::chunk_offset(i, l2, P, W)] = -n * m;
+    }
+  }
+}
+
 // Symmetric normalisation from the lattice response to all-ones (the +1e-20 as in Krähenbühl's code).
 EMSEG_HD float symmetric_norm(float response) { return 1.0f / sqrtf(response + 1e-20f); }
 

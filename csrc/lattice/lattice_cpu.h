@@ -71,22 +71,25 @@ class CpuLattice {
   // buf_a, buf_b: scratch of (M+1) * W floats each. With inner_parallel the passes are split over
   // threads (a barrier between passes); without, the chunk runs on the calling thread.
   // Work: 2 (d+1) P W flops for splat and slice each, 3 (d+1) M W for the blur.
+  // adjoint: apply the transpose instead (the blur axes in reverse order, see blur_axis).
   template <int W>
-  void filter_chunk(const float* in, float* out, float* buf_a, float* buf_b,
-                    bool inner_parallel) const;
+  void filter_chunk(const float* in, float* out, float* buf_a, float* buf_b, bool inner_parallel,
+                    bool adjoint = false) const;
 
-  // Plain layout: out[P, V] = lattice response to in[P, V]. Parallel over chunks (or within one).
-  void filter(const float* in, float* out, int64_t V) const;
+  // Plain layout: out[P, V] = lattice response to in[P, V] (or its transpose's, with adjoint).
+  // Parallel over chunks (or within one).
+  void filter(const float* in, float* out, int64_t V, bool adjoint = false) const;
 
  private:
   // The passes of filter_chunk on the calling thread, written once, compiled twice (below).
   template <int W>
   __attribute__((always_inline)) inline void passes(const float* in, float* out, float* a,
-                                                    float* b) const;
+                                                    float* b, bool adjoint) const;
   template <int W>
-  void passes_default(const float* in, float* out, float* a, float* b) const;
+  void passes_default(const float* in, float* out, float* a, float* b, bool adjoint) const;
   template <int W>
-  EMSEG_AVX2_TARGET void passes_avx2(const float* in, float* out, float* a, float* b) const;
+  EMSEG_AVX2_TARGET void passes_avx2(const float* in, float* out, float* a, float* b,
+                                     bool adjoint) const;
 
   int64_t P_;
   int d_;

@@ -82,15 +82,17 @@ class CudaLattice {
                        nbr_.data_ptr<int32_t>()};
   }
 
-  // in/out: [C][P][W] chunks; scratch: at least 2 C (M+1) W floats.
-  void filter_chunks(const float* in, float* out, int W, int64_t C, float* scratch) const {
+  // in/out: [C][P][W] chunks; scratch: at least 2 C (M+1) W floats. adjoint: the transpose.
+  void filter_chunks(const float* in, float* out, int W, int64_t C, float* scratch,
+                     bool adjoint = false) const {
     float* a = scratch;
     float* b = scratch + C * (int64_t(M_) + 1) * W;
-    C10_CUDA_CHECK(cuda::filter(view(), W, C, in, out, a, b, c10::cuda::getCurrentCUDAStream()));
+    C10_CUDA_CHECK(
+        cuda::filter(view(), W, C, in, out, a, b, adjoint, c10::cuda::getCurrentCUDAStream()));
   }
 
   // Plain layout [P, V] -> [P, V].
-  at::Tensor filter(const at::Tensor& values) const {
+  at::Tensor filter(const at::Tensor& values, bool adjoint = false) const {
     const int64_t V = values.size(1);
     const int W = chunk_width(V);
     const int64_t C = (V + W - 1) / W;
@@ -99,7 +101,8 @@ class CudaLattice {
     at::Tensor in = padded.view({P_, C, W}).permute({1, 0, 2}).contiguous();
     at::Tensor out = at::empty_like(in);
     at::Tensor scratch = at::empty({2 * C * (int64_t(M_) + 1) * W}, values.options());
-    filter_chunks(in.data_ptr<float>(), out.data_ptr<float>(), W, C, scratch.data_ptr<float>());
+    filter_chunks(in.data_ptr<float>(), out.data_ptr<float>(), W, C, scratch.data_ptr<float>(),
+                  adjoint);
     return out.permute({1, 0, 2}).reshape({P_, C * W}).slice(1, 0, V).contiguous();
   }
 
