@@ -44,6 +44,7 @@ struct CpuCrfBackend {
     return Lattice(f.data_ptr<float>(), f.size(0), static_cast<int>(f.size(1)));
   }
   static int64_t vertices(const Lattice& lat) { return lat.num_vertices(); }
+  static void scale_points(Lattice& lat, const at::Tensor& n) { lat.scale_points(n.data_ptr<float>()); }
 
   // One task per (lattice, chunk), each running all its passes without synchronising; with fewer
   // tasks than threads, each chunk's passes are split over the threads instead.

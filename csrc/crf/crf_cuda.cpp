@@ -23,6 +23,7 @@ struct CudaCrfBackend {
 
   static Lattice build(const at::Tensor& f) { return Lattice(f); }
   static int64_t vertices(const Lattice& lat) { return lat.num_vertices(); }
+  static void scale_points(Lattice& lat, const at::Tensor& n) { lat.scale_points(n); }
   // One launch sequence per lattice, all chunks in each launch.
   static void filter(const Lattice* const* lat, int count, const float* const* in,
                      float* const* out, float* const* scratch, int W, int64_t C, bool adjoint) {

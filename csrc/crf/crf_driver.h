@@ -7,6 +7,7 @@
 //   using Lattice = ...;                                     // built once per kernel and image
 //   static Lattice build(const at::Tensor& features);        // [P, d] float32, contiguous
 //   static int64_t vertices(const Lattice&);
+//   static void scale_points(Lattice&, const at::Tensor& n);  // weights of point i times n[i]
 //   // count lattices, each filtering C chunks of width W (lattice.h) from in[s] to out[s] with
 //   // scratch[s] (2 C (M_s + 1) W floats); adjoint: the transposed filter.
 //   static void filter(const Lattice* const* lat, int count, const float* const* in,
@@ -16,10 +17,10 @@
 //   static void mean_field_grad(const MeanFieldGradArgs&, int W);  // crf::mean_field_pixel_grad<W>
 //
 // Memory, P pixels, L labels (C W = L rounded up to 4 or 8), K active kernels, M_k vertices:
-// forward 4 P C W (U, Q) + K (8 P C W + 8 C (M_k + 1) W) bytes besides the lattices; the
-// backward keeps every iteration's marginals, (T + 1) 4 P C W bytes for T iterations, and two
-// more [P, C W] buffers (it recomputes the forward rather than having the forward store them,
-// so inference pays nothing for differentiability).
+// forward 8 P C W (U, Q) + K (4 P C W + 8 C (M_k + 1) W) bytes besides the lattices; the
+// backward keeps every iteration's marginals, (T + 1) 4 P C W bytes for T iterations, and
+// (2 + K) more [P, C W] buffers (it recomputes the forward rather than having the forward store
+// them, so inference pays nothing for differentiability).
 #include <ATen/ATen.h>
 
 #include <optional>
@@ -82,17 +83,15 @@ class CrfImage {
     const float* ones_in[kMaxKernels] = {ones.data_ptr<float>(), ones.data_ptr<float>()};
     filter(ones_in, response, scratch, 4, 1, false);
     for (int s = 0; s < used_; ++s) {
-      norm_.push_back(at::empty({P_}, fopts));
+      at::Tensor norm = at::empty({P_}, fopts);
       B::symmetric_norm(response[s].select(1, 0).contiguous().data_ptr<float>(), P_,
-                        norm_[s].data_ptr<float>());
-      next_in_.push_back(at::zeros({C_, P_, W_}, fopts));
+                        norm.data_ptr<float>());
+      B::scale_points(lat_[s], norm);  // the lattice now filters n F n (crf.h)
       sliced_.push_back(at::empty({C_, P_, W_}, fopts));
       scratch_.push_back(at::empty({2 * C_ * (B::vertices(lat_[s]) + 1) * W_}, fopts));
       args_.sliced[s] = sliced_[s].data_ptr<float>();
-      args_.norm[s] = norm_[s].data_ptr<float>();
       args_.compat[s] = compat_[s].data_ptr<float>();
       args_.diag[s] = diag_[s].defined() ? diag_[s].data_ptr<float>() : nullptr;
-      args_.next_in[s] = next_in_[s].data_ptr<float>();
     }
   }
 
@@ -100,18 +99,18 @@ class CrfImage {
   at::Tensor forward(std::vector<at::Tensor>* history = nullptr) {
     at::Tensor q = at::empty({C_, P_, W_}, unary_.options());
     args_.q = q.data_ptr<float>();
-    args_.num_kernels = 0;  // Q_0 = softmax(-U) and the first lattice inputs n_k Q_0
+    args_.num_kernels = 0;  // Q_0 = softmax(-U)
     B::mean_field(args_, W_);
     for (int64_t it = 0; it < iterations_; ++it) {
       check_interrupt();
+      // Every kernel filters Q; the update then overwrites Q (or, keeping the history, a new one).
+      const float* in[kMaxKernels] = {args_.q, args_.q};
+      filter(in, sliced_, scratch_, W_, C_, false);
       if (history != nullptr) {
         history->push_back(q);
         q = at::empty_like(q);
         args_.q = q.data_ptr<float>();
       }
-      std::vector<const float*> in(next_in_.size());
-      for (int s = 0; s < used_; ++s) in[s] = next_in_[s].data_ptr<float>();
-      filter(in.data(), sliced_, scratch_, W_, C_, false);
       args_.num_kernels = used_;
       B::mean_field(args_, W_);
     }
@@ -126,6 +125,8 @@ class CrfImage {
     forward(&history);
     at::Tensor grad_energy = at::zeros_like(grad);
     at::Tensor softmax_grad = at::empty_like(grad);
+    std::vector<at::Tensor> next_in;
+    const float* in[kMaxKernels] = {nullptr, nullptr};
     MeanFieldGradArgs g{};
     g.P = P_;
     g.L = L_;
@@ -133,11 +134,12 @@ class CrfImage {
     g.softmax_grad = softmax_grad.data_ptr<float>();
     g.grad_energy = grad_energy.data_ptr<float>();
     for (int s = 0; s < used_; ++s) {
+      next_in.push_back(at::zeros_like(grad));  // padding lanes stay 0
+      in[s] = next_in[s].data_ptr<float>();
       g.adjoint[s] = sliced_[s].data_ptr<float>();
-      g.norm[s] = args_.norm[s];
       g.compat[s] = args_.compat[s];
       g.diag[s] = args_.diag[s];
-      g.next_in[s] = next_in_[s].data_ptr<float>();
+      g.next_in[s] = next_in[s].data_ptr<float>();
     }
     for (int64_t t = iterations_; t >= 0; --t) {
       check_interrupt();
@@ -147,11 +149,7 @@ class CrfImage {
       g.num_kernels = t > 0 ? used_ : 0;
       B::mean_field_grad(g, W_);
       history[t] = at::Tensor();  // no longer needed
-      if (t > 0) {
-        std::vector<const float*> in(next_in_.size());
-        for (int s = 0; s < used_; ++s) in[s] = next_in_[s].data_ptr<float>();
-        filter(in.data(), sliced_, scratch_, W_, C_, true);
-      }
+      if (t > 0) filter(in, sliced_, scratch_, W_, C_, true);
     }
     return grad_energy;
   }
@@ -193,7 +191,7 @@ class CrfImage {
   int64_t iterations_ = 0;
   at::Tensor unary_;
   std::vector<typename B::Lattice> lat_;
-  std::vector<at::Tensor> compat_, diag_, norm_, next_in_, sliced_, scratch_;
+  std::vector<at::Tensor> compat_, diag_, sliced_, scratch_;
   MeanFieldArgs args_{};
 };
 

@@ -133,6 +133,12 @@ CpuLattice::CpuLattice(const float* features, int64_t P, int d, bool parallel) :
   });
 }
 
+void CpuLattice::scale_points(const float* n) {
+  const int64_t E = P_ * (d_ + 1);
+  for (int64_t e = 0; e < E; ++e) bary_[e] *= n[e / (d_ + 1)];
+  for (int64_t k = 0; k < E; ++k) splat_weight_[k] *= n[splat_point_[k]];
+}
+
 template <int W>
 inline void CpuLattice::passes(const float* in, float* out, float* a, float* b,
                                bool adjoint) const {

@@ -76,6 +76,10 @@ class CpuLattice {
   void filter_chunk(const float* in, float* out, float* buf_a, float* buf_b, bool inner_parallel,
                     bool adjoint = false) const;
 
+  // Scales point i's splat and slice weights by n[i]: the filter becomes diag(n) F diag(n) (the
+  // dense CRF's symmetric normalisation, applied once instead of every iteration).
+  void scale_points(const float* n);
+
   // Plain layout: out[P, V] = lattice response to in[P, V] (or its transpose's, with adjoint).
   // Parallel over chunks (or within one).
   void filter(const float* in, float* out, int64_t V, bool adjoint = false) const;

@@ -70,6 +70,13 @@ class CudaLattice {
 
   int32_t num_vertices() const { return M_; }
 
+  // Scales point i's splat and slice weights by n[i] (float32 [P] on the device): the filter
+  // becomes diag(n) F diag(n), as CpuLattice::scale_points.
+  void scale_points(const at::Tensor& n) {
+    bary_ = (bary_.view({P_, d_ + 1}) * n.unsqueeze(1)).reshape({-1}).contiguous();
+    splat_weight_ = (splat_weight_ * n.index_select(0, splat_point_.to(at::kLong))).contiguous();
+  }
+
   LatticeView view() const {
     return LatticeView{P_,
                        d_,
