@@ -8,6 +8,7 @@
 
 #include <optional>
 
+#include "common/interrupt.h"
 #include "common/library.h"
 #include "crf/crf.h"
 #include "crf/crf_driver.h"
@@ -85,6 +86,17 @@ struct CpuCrfBackend {
         }
       }
     });
+  }
+
+  // Several images: one per thread at a time, each run on its thread alone (no synchronisation
+  // inside an image; the outputs are the same bits either way, see lattice_cpu.cpp).
+  template <typename F>
+  static void for_each_image(int64_t N, const F& f) {
+    if (N > 1 && at::get_num_threads() > 1 && !at::in_parallel_region()) {
+      parallel_items_interruptible(N, f);
+    } else {
+      for (int64_t n = 0; n < N; ++n) f(n);
+    }
   }
 
   static void mean_field_grad(const crf::MeanFieldGradArgs& args, int W) {

@@ -35,6 +35,10 @@ struct CudaCrfBackend {
   static void mean_field(const crf::MeanFieldArgs& args, int W) {
     C10_CUDA_CHECK(crf::cuda::mean_field(args, W, c10::cuda::getCurrentCUDAStream()));
   }
+  template <typename F>
+  static void for_each_image(int64_t N, const F& f) {
+    for (int64_t n = 0; n < N; ++n) f(n);
+  }
   static void mean_field_grad(const crf::MeanFieldGradArgs& args, int W) {
     C10_CUDA_CHECK(crf::cuda::mean_field_grad(args, W, c10::cuda::getCurrentCUDAStream()));
   }

@@ -15,6 +15,7 @@
 //   static void symmetric_norm(const float* response, int64_t P, float* norm);
 //   static void mean_field(const MeanFieldArgs&, int W);       // crf::mean_field_pixel<W>, all i
 //   static void mean_field_grad(const MeanFieldGradArgs&, int W);  // crf::mean_field_pixel_grad<W>
+//   static void for_each_image(int64_t N, const F& f);       // f(n) for every image n, any order
 //
 // Memory, P pixels, L labels (C W = L rounded up to 4 or 8), K active kernels, M_k vertices:
 // forward 8 P C W (U, Q) + K (4 P C W + 8 C (M_k + 1) W) bytes besides the lattices; the
@@ -22,6 +23,7 @@
 // (2 + K) more [P, C W] buffers (it recomputes the forward rather than having the forward store
 // them, so inference pays nothing for differentiability).
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include <optional>
 #include <vector>
@@ -102,7 +104,7 @@ class CrfImage {
     args_.num_kernels = 0;  // Q_0 = softmax(-U)
     B::mean_field(args_, W_);
     for (int64_t it = 0; it < iterations_; ++it) {
-      check_interrupt();
+      poll_interrupt();
       // Every kernel filters Q; the update then overwrites Q (or, keeping the history, a new one).
       const float* in[kMaxKernels] = {args_.q, args_.q};
       filter(in, sliced_, scratch_, W_, C_, false);
@@ -142,7 +144,7 @@ class CrfImage {
       g.next_in[s] = next_in[s].data_ptr<float>();
     }
     for (int64_t t = iterations_; t >= 0; --t) {
-      check_interrupt();
+      poll_interrupt();
       g.q = history[t].data_ptr<float>();
       g.grad_q = t == iterations_ ? grad.data_ptr<float>() : nullptr;
       g.num_adjoint = t == iterations_ ? 0 : used_;
@@ -170,6 +172,12 @@ class CrfImage {
   at::Tensor region(const at::Tensor& plain) const { return plain.slice(1, 0, h_).slice(2, 0, w_); }
 
  private:
+  // Between iterations, on the thread that called the op (images run on the intra-op threads
+  // poll in for_each_image instead).
+  static void poll_interrupt() {
+    if (!at::in_parallel_region()) check_interrupt();
+  }
+
   void filter(const float* const* in, std::vector<at::Tensor>& out, std::vector<at::Tensor>& scratch,
               int W, int64_t C, bool adjoint) const {
     if (used_ == 0) return;
@@ -206,12 +214,12 @@ at::Tensor dense_crf_forward(const at::Tensor& unary_in, const at::Tensor& image
   const at::Tensor unary = unary_in.contiguous();
   const at::Tensor compat = compat_in.to(unary.device(), at::kFloat).contiguous();
   at::Tensor out = at::zeros_like(unary, at::MemoryFormat::Contiguous);
-  for (int64_t n = 0; n < unary.size(0); ++n) {
+  B::for_each_image(unary.size(0), [&](int64_t n) {
     const int64_t h = plan.height[n], w = plan.width[n];
-    if (h * w == 0) continue;
+    if (h * w == 0) return;
     CrfImage<B> crf(plan, unary[n], image[n], compat, pos_std, bi_std, iterations, h, w, logits);
     crf.region(out[n]).copy_(crf.to_plain(crf.forward()));
-  }
+  });
   return out;
 }
 
@@ -232,14 +240,14 @@ at::Tensor dense_crf_backward(const at::Tensor& grad_in, const at::Tensor& unary
   const at::Tensor unary = unary_in.contiguous();
   const at::Tensor compat = compat_in.to(unary.device(), at::kFloat).contiguous();
   at::Tensor out = at::zeros_like(unary, at::MemoryFormat::Contiguous);
-  for (int64_t n = 0; n < unary.size(0); ++n) {
+  B::for_each_image(unary.size(0), [&](int64_t n) {
     const int64_t h = plan.height[n], w = plan.width[n];
-    if (h * w == 0) continue;
+    if (h * w == 0) return;
     CrfImage<B> crf(plan, unary[n], image[n], compat, pos_std, bi_std, iterations, h, w, logits);
     const at::Tensor grad_energy = crf.to_plain(crf.backward(crf.region_to_chunks(grad_in[n])));
     // E = sign * unary (less a per-pixel constant, which Q does not see).
     crf.region(out[n]).copy_(logits ? grad_energy.neg() : grad_energy);
-  }
+  });
   return out;
 }
 
