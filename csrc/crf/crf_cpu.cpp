@@ -17,25 +17,10 @@
 namespace emseg {
 namespace {
 
-// f(lo, hi) over pixel blocks, inlined into an AVX2 + FMA copy where the CPU has them.
-template <typename F>
-void pixel_range_default(const F& f, int64_t lo, int64_t hi) {
-  f(lo, hi);
-}
-template <typename F>
-EMSEG_AVX2_TARGET void pixel_range_avx2(const F& f, int64_t lo, int64_t hi) {
-  f(lo, hi);
-}
+// Pixel blocks, compiled for the baseline and for AVX2 + FMA (lattice_cpu.h).
 template <typename F>
 void for_pixels(int64_t P, const F& f) {
-  const bool avx2 = lattice::cpu_has_avx2();
-  lattice::parallel_blocks(P, 1024, [&](int64_t lo, int64_t hi) {
-    if (avx2) {
-      pixel_range_avx2(f, lo, hi);
-    } else {
-      pixel_range_default(f, lo, hi);
-    }
-  });
+  lattice::parallel_blocks_as_passes(P, 1024, f);
 }
 
 struct CpuCrfBackend {

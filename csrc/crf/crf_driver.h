@@ -203,12 +203,13 @@ class CrfImage {
   MeanFieldArgs args_{};
 };
 
-// dense_crf on one backend: the marginals [N, L, H, W], 0 outside each image's valid region.
-template <class B>
-at::Tensor dense_crf_forward(const at::Tensor& unary_in, const at::Tensor& image,
-                             const at::Tensor& compat_in, c10::ArrayRef<double> pos_std,
-                             c10::ArrayRef<double> bi_std, int64_t iterations,
-                             const std::optional<at::Tensor>& sizes, bool logits) {
+// f(crf, n) for every image n with pixels, its CrfImage built; returns the [N, L, H, W] tensor the
+// images' results are written into (0 outside each valid region).
+template <class B, typename F>
+at::Tensor for_each_crf_image(const at::Tensor& unary_in, const at::Tensor& image,
+                              const at::Tensor& compat_in, c10::ArrayRef<double> pos_std,
+                              c10::ArrayRef<double> bi_std, int64_t iterations,
+                              const std::optional<at::Tensor>& sizes, bool logits, const F& f) {
   const DenseCrfPlan plan =
       check_dense_crf_inputs(unary_in, image, compat_in, pos_std, bi_std, iterations, sizes);
   const at::Tensor unary = unary_in.contiguous();
@@ -218,37 +219,40 @@ at::Tensor dense_crf_forward(const at::Tensor& unary_in, const at::Tensor& image
     const int64_t h = plan.height[n], w = plan.width[n];
     if (h * w == 0) return;
     CrfImage<B> crf(plan, unary[n], image[n], compat, pos_std, bi_std, iterations, h, w, logits);
-    crf.region(out[n]).copy_(crf.to_plain(crf.forward()));
+    crf.region(out[n]).copy_(f(crf, n));
   });
   return out;
+}
+
+// dense_crf on one backend: the marginals [N, L, H, W], 0 outside each image's valid region.
+template <class B>
+at::Tensor dense_crf_forward(const at::Tensor& unary, const at::Tensor& image,
+                             const at::Tensor& compat, c10::ArrayRef<double> pos_std,
+                             c10::ArrayRef<double> bi_std, int64_t iterations,
+                             const std::optional<at::Tensor>& sizes, bool logits) {
+  return for_each_crf_image<B>(unary, image, compat, pos_std, bi_std, iterations, sizes, logits,
+                               [](CrfImage<B>& crf, int64_t) { return crf.to_plain(crf.forward()); });
 }
 
 // dense_crf_backward on one backend: dLoss/dunary [N, L, H, W] for dLoss/dQ = grad, 0 outside
 // each image's valid region (Q does not depend on the unary there).
 template <class B>
-at::Tensor dense_crf_backward(const at::Tensor& grad_in, const at::Tensor& unary_in,
-                              const at::Tensor& image, const at::Tensor& compat_in,
+at::Tensor dense_crf_backward(const at::Tensor& grad, const at::Tensor& unary,
+                              const at::Tensor& image, const at::Tensor& compat,
                               c10::ArrayRef<double> pos_std, c10::ArrayRef<double> bi_std,
                               int64_t iterations, const std::optional<at::Tensor>& sizes,
                               bool logits) {
-  check_dtype(grad_in, "grad", at::kFloat);
-  check_same_device(grad_in, "grad", unary_in, "unary");
-  TORCH_CHECK(grad_in.sizes() == unary_in.sizes(), "grad must have the shape of unary (",
-              shape_str(unary_in), "), got ", shape_str(grad_in));
-  const DenseCrfPlan plan =
-      check_dense_crf_inputs(unary_in, image, compat_in, pos_std, bi_std, iterations, sizes);
-  const at::Tensor unary = unary_in.contiguous();
-  const at::Tensor compat = compat_in.to(unary.device(), at::kFloat).contiguous();
-  at::Tensor out = at::zeros_like(unary, at::MemoryFormat::Contiguous);
-  B::for_each_image(unary.size(0), [&](int64_t n) {
-    const int64_t h = plan.height[n], w = plan.width[n];
-    if (h * w == 0) return;
-    CrfImage<B> crf(plan, unary[n], image[n], compat, pos_std, bi_std, iterations, h, w, logits);
-    const at::Tensor grad_energy = crf.to_plain(crf.backward(crf.region_to_chunks(grad_in[n])));
-    // E = sign * unary (less a per-pixel constant, which Q does not see).
-    crf.region(out[n]).copy_(logits ? grad_energy.neg() : grad_energy);
-  });
-  return out;
+  check_dtype(grad, "grad", at::kFloat);
+  check_same_device(grad, "grad", unary, "unary");
+  TORCH_CHECK(grad.sizes() == unary.sizes(), "grad must have the shape of unary (",
+              shape_str(unary), "), got ", shape_str(grad));
+  return for_each_crf_image<B>(
+      unary, image, compat, pos_std, bi_std, iterations, sizes, logits,
+      [&](CrfImage<B>& crf, int64_t n) {
+        const at::Tensor grad_energy = crf.to_plain(crf.backward(crf.region_to_chunks(grad[n])));
+        // E = sign * unary (less a per-pixel constant, which Q does not see).
+        return logits ? grad_energy.neg() : grad_energy;
+      });
 }
 
 }  // namespace crf

@@ -167,30 +167,6 @@ EMSEG_AVX2_TARGET void CpuLattice::passes_avx2(const float* in, float* out, floa
   passes<W>(in, out, a, b, adjoint);
 }
 
-namespace {
-// f(lo, hi) compiled as passes() is on this CPU (inlined into the AVX2 + FMA copy where the CPU has
-// them): a chunk split over threads then rounds exactly as the same chunk on one thread, so the
-// output does not depend on the thread count.
-template <typename F>
-void run_default(const F& f, int64_t lo, int64_t hi) {
-  f(lo, hi);
-}
-template <typename F>
-EMSEG_AVX2_TARGET void run_avx2(const F& f, int64_t lo, int64_t hi) {
-  f(lo, hi);
-}
-template <typename F>
-void parallel_blocks_as_passes(int64_t n, int64_t block, const F& f) {
-  const bool avx2 = cpu_has_avx2();
-  parallel_blocks(n, block, [&](int64_t lo, int64_t hi) {
-    if (avx2) {
-      run_avx2(f, lo, hi);
-    } else {
-      run_default(f, lo, hi);
-    }
-  });
-}
-}  // namespace
 
 template <int W>
 void CpuLattice::filter_chunk(const float* in, float* out, float* buf_a, float* buf_b,

@@ -117,41 +117,32 @@ def _filter_setup_context(ctx, inputs, output):
     ctx.normalize = normalize
 
 
-def _filter_backward(ctx, grad):
-    (features,) = ctx.saved_tensors
-    _refuse_grad(
-        ctx, 1, "permutohedral_filter", "features",
-        "the lattice's vertices and barycentric weights are piecewise functions of them",
-    )
-    grad_values = None
-    if ctx.needs_input_grad[0]:
-        grad_values = torch.ops.emseg.permutohedral_filter_backward(
-            grad.contiguous(), features, ctx.normalize
+def _linear_filter_backward(transpose):
+    """Backward of a filter that is linear in its values, given the op applying its transpose:
+    permutohedral_filter's is permutohedral_filter_backward, and the other way round."""
+
+    def backward(ctx, grad):
+        (features,) = ctx.saved_tensors
+        _refuse_grad(
+            ctx, 1, "permutohedral_filter", "features",
+            "the lattice's vertices and barycentric weights are piecewise functions of them",
         )
-    return grad_values, None, None
+        grad_values = None
+        if ctx.needs_input_grad[0]:
+            grad_values = transpose(grad.contiguous(), features, ctx.normalize)
+        return grad_values, None, None
+
+    return backward
 
 
 torch.library.register_autograd(
-    "emseg::permutohedral_filter", _filter_backward, setup_context=_filter_setup_context
+    "emseg::permutohedral_filter",
+    _linear_filter_backward(lambda *a: torch.ops.emseg.permutohedral_filter_backward(*a)),
+    setup_context=_filter_setup_context,
 )
-
-
-def _filter_backward_backward(ctx, grad):
-    # The backward is linear in its input, and its transpose is the forward filter.
-    (features,) = ctx.saved_tensors
-    _refuse_grad(
-        ctx, 1, "permutohedral_filter_backward", "features",
-        "the lattice's vertices and barycentric weights are piecewise functions of them",
-    )
-    grad_grad = None
-    if ctx.needs_input_grad[0]:
-        grad_grad = torch.ops.emseg.permutohedral_filter(grad.contiguous(), features, ctx.normalize)
-    return grad_grad, None, None
-
-
 torch.library.register_autograd(
     "emseg::permutohedral_filter_backward",
-    _filter_backward_backward,
+    _linear_filter_backward(lambda *a: torch.ops.emseg.permutohedral_filter(*a)),
     setup_context=_filter_setup_context,
 )
 
