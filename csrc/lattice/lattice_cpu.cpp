@@ -90,22 +90,7 @@ CpuLattice::CpuLattice(const float* features, int64_t P, int d, bool parallel) :
     for (int64_t e = lo; e < hi; ++e) vert_[e] = entry_vertex[owner[e]];
   });
 
-  // 4. Splat lists: a stable counting sort of the entries by vertex, so splatting is a gather.
-  start_.assign(M + 1, 0);
-  for (int64_t e = 0; e < E; ++e) ++start_[vert_[e] + 1];
-  for (int32_t v = 0; v < M; ++v) start_[v + 1] += start_[v];
-  splat_point_.resize(E);
-  splat_weight_.resize(E);
-  {
-    std::vector<int32_t> cursor(start_.begin(), start_.end() - 1);
-    for (int64_t e = 0; e < E; ++e) {
-      const int32_t k = cursor[vert_[e]]++;
-      splat_point_[k] = static_cast<int32_t>(e / (d + 1));
-      splat_weight_[k] = bary_[e];
-    }
-  }
-
-  // 5. Blur neighbours of every vertex along every axis: 2 (d+1) hash probes per vertex. Most
+  // 4. Blur neighbours of every vertex along every axis: 2 (d+1) hash probes per vertex. Most
   // probes miss or compare keys; against the entry table both hit memory all over the E-entry key
   // array, so first re-hash the M distinct keys into a compact table over a dense [M, d] key copy
   // (a few hundred KB for an image: cache-resident), then probe that.
@@ -133,10 +118,30 @@ CpuLattice::CpuLattice(const float* features, int64_t P, int d, bool parallel) :
   });
 }
 
+void CpuLattice::build_splat_lists() const {
+  // A stable counting sort of the entries by vertex, so splatting is a gather. Only the passes
+  // split over threads need it (one thread scatters in point order instead), so it is built on
+  // first use: the dense CRF on few threads never does.
+  const int64_t E = P_ * (d_ + 1);
+  start_.assign(M_ + 1, 0);
+  for (int64_t e = 0; e < E; ++e) ++start_[vert_[e] + 1];
+  for (int64_t v = 0; v < M_; ++v) start_[v + 1] += start_[v];
+  splat_point_.resize(E);
+  splat_weight_.resize(E);
+  std::vector<int32_t> cursor(start_.begin(), start_.end() - 1);
+  for (int64_t e = 0; e < E; ++e) {
+    const int32_t k = cursor[vert_[e]]++;
+    splat_point_[k] = static_cast<int32_t>(e / (d_ + 1));
+    splat_weight_[k] = bary_[e];  // the same product the scatter multiplies by: the same bits
+  }
+}
+
 void CpuLattice::scale_points(const float* n) {
   const int64_t E = P_ * (d_ + 1);
   for (int64_t e = 0; e < E; ++e) bary_[e] *= n[e / (d_ + 1)];
-  for (int64_t k = 0; k < E; ++k) splat_weight_[k] *= n[splat_point_[k]];
+  if (!splat_weight_.empty()) {
+    for (int64_t k = 0; k < E; ++k) splat_weight_[k] *= n[splat_point_[k]];
+  }
 }
 
 template <int W>
@@ -180,6 +185,7 @@ void CpuLattice::filter_chunk(const float* in, float* out, float* buf_a, float* 
     return;
   }
   // Split each pass over threads, with a barrier between passes (few chunks, many threads).
+  std::call_once(*splat_lists_once_, [this] { build_splat_lists(); });
   const int d = d_;
   const int64_t M = M_;
   float* a = buf_a;

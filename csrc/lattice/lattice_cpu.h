@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <vector>
 
 #include "lattice/lattice.h"
@@ -123,9 +125,12 @@ class CpuLattice {
   int64_t M_ = 0;
   std::vector<int32_t> vert_;          // [P*(d+1)] vertex of each entry
   std::vector<float> bary_;            // [P*(d+1)]
-  std::vector<int32_t> start_;         // [M+1] splat list offsets
-  std::vector<int32_t> splat_point_;   // [P*(d+1)] entries grouped by vertex (entry order within)
-  std::vector<float> splat_weight_;    // [P*(d+1)] their barycentric weights
+  // Splat lists, built on first use by the passes split over threads (build_splat_lists).
+  void build_splat_lists() const;
+  std::unique_ptr<std::once_flag> splat_lists_once_ = std::make_unique<std::once_flag>();
+  mutable std::vector<int32_t> start_;         // [M+1] splat list offsets
+  mutable std::vector<int32_t> splat_point_;   // [P*(d+1)] entries grouped by vertex (entry order within)
+  mutable std::vector<float> splat_weight_;    // [P*(d+1)] their barycentric weights
   std::vector<int32_t> nbr_;           // [d+1, M, 2]
 };
 
