@@ -80,7 +80,7 @@ part_a() (
   parity estep tests/test_estep.py
   parity boxes tests/test_boxes.py
   parity lattice tests/test_lattice.py
-  parity crf tests/test_crf.py
+  parity crf tests/test_crf.py tests/test_crf_grad.py
 )
 
 part_b() (
@@ -97,14 +97,15 @@ part_b() (
 part_c() (
   set -e
   bash tests/gpu_on_cpu/build.sh scalar "$BUILD/scalar"
-  # Left out: opcheck and the backward tests (the fake kernels and the autograd registrations are
-  # torch.ops.emseg's own), and the thread-count cases of the E-step and box ops (this build holds
-  # the lattice and CRF kernels only).
-  local keep="not opcheck and not backward and not em_fixed and not em_adapt and not boxes_to_labels"
-  echo "tests/test_lattice.py tests/test_crf.py -k '$keep' on torch.ops.emseg_scalar:"
+  # Left out: opcheck and the autograd tests (the fake kernels and the autograd registrations are
+  # torch.ops.emseg's own; the gradient tests that call the ops directly run), and the
+  # thread-count cases of the E-step and box ops (this build holds the lattice and CRF kernels only).
+  local keep="not opcheck and not autograd and not em_fixed and not em_adapt and not boxes_to_labels"
+  local files=(tests/test_lattice.py tests/test_crf.py tests/test_crf_grad.py)
+  echo "${files[*]} -k '$keep' on torch.ops.emseg_scalar:"
   EMSEG_OPS_LIB="$BUILD/scalar/libemseg_scalar.so" EMSEG_OPS_NAMESPACE=emseg_scalar \
     PYTHONPATH="$ROOT/tests${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m pytest -p no:cacheprovider \
-    -p gpu_on_cpu.route_ops -q tests/test_lattice.py tests/test_crf.py -k "$keep" | tail -n 3
+    -p gpu_on_cpu.route_ops -q "${files[@]}" -k "$keep" | tail -n 3
   return "${PIPESTATUS[0]}"
 )
 

@@ -1,10 +1,15 @@
-"""Dense CRF: emseg (CPU, CUDA) against pydensecrf2 on VOC-sized images.
+"""Dense CRF: emseg (CPU, CUDA) against pydensecrf2 on VOC-sized images, forward and backward.
 
 Workloads: a 500x375 image (PASCAL VOC's typical size), then 2x and 4x its pixel count; 21 labels,
 10 mean-field iterations, DeepLab's Gaussian + bilateral kernels. One pytest-benchmark group per
 workload holds emseg-cpu, emseg-cuda (where a GPU is available) and pydensecrf2, so the report
 shows their ratios side by side. Every run also checks the output against pydensecrf2 (argmax
 agreement >= 99.5 %, max |dQ| <= 1e-3), so ``--benchmark-disable`` still tests something.
+
+Forward + backward (``test_emseg_backward``, group ``crf-backward ...``): the marginals, then the
+gradient of a loss on them with respect to the unary (pydensecrf2 has no backward). Its check: the
+gradient is finite and sums to 0 over each pixel's labels (Q does not change when a constant is
+added to a pixel's energies).
 
     pytest benchmarks/bench_crf.py --benchmark-json=crf.json
 """
@@ -20,7 +25,7 @@ import torch
 
 from emseg.ops import CRF_DEFAULTS, dense_crf
 
-from benchutil import DEVICES
+from benchutil import DEVICES, synchronized
 
 try:
     import pydensecrf.densecrf as dcrf
@@ -138,34 +143,61 @@ def test_pydensecrf(benchmark, scale):
 
 
 
+def emseg_inputs(device: str, scale: int):
+    """(h, w, unary [1, L, H, W], image [1, 3, H, W]) of a workload on ``device``."""
+    h, w = workload(scale)
+    image, unary = inputs(h, w)
+    u = torch.from_numpy(unary).reshape(1, LABELS, h, w).to(device)
+    return h, w, u, torch.from_numpy(image).permute(2, 0, 1)[None].contiguous().to(device)
+
+
+def emseg_crf(u, im):
+    kw = {k: v for k, v in CRF_DEFAULTS.items() if k != "iterations"}
+    return dense_crf(u, im, iterations=ITERATIONS, **kw)
+
+
+def time_emseg(benchmark, device, group: str, shape, fn):
+    """fn timed (CUDA synchronised) with its peak memory: RSS on the CPU, allocated on CUDA."""
+    benchmark.group = group
+    benchmark.extra_info.update(
+        device=device if device == "cpu" else torch.cuda.get_device_name(),
+        shape=shape, threads=torch.get_num_threads(), impl=f"emseg-{device}",
+    )
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        out = benchmark(synchronized(fn, device))
+        benchmark.extra_info["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+        return out
+    out, (peak, before) = peak_rss_mb(lambda: benchmark(fn))
+    benchmark.extra_info.update(peak_rss_mib=peak, rss_before_mib=before)
+    return out
+
+
 @pytest.mark.parametrize("scale", SCALES)
 @pytest.mark.parametrize("device", DEVICES)
 def test_emseg(benchmark, device, scale):
     skip_large_when_disabled(benchmark, scale)
-    h, w = workload(scale)
-    image, unary = inputs(h, w)
-    u = torch.from_numpy(unary).reshape(1, LABELS, h, w).to(device)
-    im = torch.from_numpy(image).permute(2, 0, 1)[None].contiguous().to(device)
-    kw = {k: v for k, v in CRF_DEFAULTS.items() if k != "iterations"}
-
-    def run():
-        q = dense_crf(u, im, iterations=ITERATIONS, **kw)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        return q
-
-    benchmark.group = f"crf {w}x{h} L={LABELS} it={ITERATIONS}"
-    benchmark.extra_info.update(
-        device=device if device == "cpu" else torch.cuda.get_device_name(),
-        shape=[1, LABELS, h, w], threads=torch.get_num_threads(), impl=f"emseg-{device}",
-    )
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        q = benchmark(run)
-        benchmark.extra_info["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        q, (peak, before) = peak_rss_mb(lambda: benchmark(run))
-        benchmark.extra_info.update(peak_rss_mib=peak, rss_before_mib=before)
+    h, w, u, im = emseg_inputs(device, scale)
+    group = f"crf {w}x{h} L={LABELS} it={ITERATIONS}"
+    q = time_emseg(benchmark, device, group, [1, LABELS, h, w], lambda: emseg_crf(u, im))
     check(q[0].reshape(LABELS, h * w).cpu().numpy(), h, w)
 
 
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("device", DEVICES)
+def test_emseg_backward(benchmark, device, scale):
+    skip_large_when_disabled(benchmark, scale)
+    h, w, u, im = emseg_inputs(device, scale)
+    u.requires_grad_()
+    weights = torch.randn(u.shape, generator=torch.Generator().manual_seed(0)).to(device)
+
+    def run():
+        u.grad = None
+        (emseg_crf(u, im) * weights).sum().backward()
+        return u.grad
+
+    group = f"crf-backward {w}x{h} L={LABELS} it={ITERATIONS}"
+    grad = time_emseg(benchmark, device, group, [1, LABELS, h, w], run).double().cpu()
+    assert torch.isfinite(grad).all()
+    per_pixel = grad.sum(1).abs().max()
+    assert per_pixel <= 1e-4 * max(float(grad.abs().max()), 1e-12) * LABELS

@@ -14,8 +14,9 @@
 //   boxes_to_labels       boxes     boxes_cpu.cpp      boxes_cuda.cu     boxes_cuda.cpp
 //   bbox_em_fixed         boxes     boxes_cpu.cpp      boxes_cuda.cu     boxes_cuda.cpp
 //   permutohedral_filter  lattice   lattice_cpu.cpp    lattice_cuda.cu   lattice_cuda.cpp
+//    (and _backward)
 //   dense_crf             crf       crf_cpu.cpp        crf_cuda.cu +     crf_cuda.cpp
-//                                                      lattice_cuda.cu
+//    (and _backward)                                   lattice_cuda.cu
 #include <Python.h>
 #include <torch/library.h>
 
@@ -41,6 +42,11 @@ EMSEG_TORCH_LIBRARY(EMSEG_LIBRARY, m) {
         "bool suppress_absent=False) -> Tensor");
   // ---- permutohedral lattice (csrc/lattice) and dense CRF (csrc/crf) ----
   m.def("permutohedral_filter(Tensor values, Tensor features, bool normalize=True) -> Tensor");
+  // The gradient of permutohedral_filter with respect to values (the filter's transpose).
+  m.def("permutohedral_filter_backward(Tensor grad, Tensor features, bool normalize=True) -> Tensor");
   m.def("dense_crf(Tensor unary, Tensor image, Tensor compat, float[] pos_std, float[] bi_std, "
         "int iterations=10, Tensor? sizes=None, bool logits=False) -> Tensor");
+  // The gradient of dense_crf with respect to unary, given the gradient of its output.
+  m.def("dense_crf_backward(Tensor grad, Tensor unary, Tensor image, Tensor compat, float[] pos_std, "
+        "float[] bi_std, int iterations=10, Tensor? sizes=None, bool logits=False) -> Tensor");
 }

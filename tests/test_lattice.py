@@ -152,31 +152,12 @@ def test_rejects_bad_input(values, features, match):
         permutohedral_filter(values, features)
 
 
-def test_backward_raises_until_a_gradient_is_defined():
-    f, v = _points(3, p=64, seed=9)
-    values = torch.from_numpy(v).requires_grad_()
-    features = torch.from_numpy(f).requires_grad_()
-    out = permutohedral_filter(values, features)
-    assert out.grad_fn is not None
-    with pytest.raises(NotImplementedError, match="emseg.permutohedral_filter has no backward: no gradient is defined"):
-        out.sum().backward()
-    assert values.grad is None and features.grad is None
-    # Without grad the forward is unchanged.
-    with torch.no_grad():
-        plain = permutohedral_filter(values, features)
-    assert plain.grad_fn is None
-    torch.testing.assert_close(plain, out.detach(), rtol=0, atol=0)
-
-
 def test_opcheck_with_inputs_that_require_grad():
-    # The checks that do not run backward (the backward raises by design).
+    # All of opcheck's checks, the autograd ones included (tests/test_crf_grad.py checks the
+    # gradient's values; the features' gradient is refused, so they do not require grad).
     f, v = _points(2, p=32, seed=10)
-    args = (torch.from_numpy(v).requires_grad_(), torch.from_numpy(f).requires_grad_(), True)
-    torch.library.opcheck(
-        torch.ops.emseg.permutohedral_filter.default,
-        args,
-        test_utils=("test_schema", "test_autograd_registration", "test_faketensor"),
-    )
+    args = (torch.from_numpy(v).requires_grad_(), torch.from_numpy(f), True)
+    torch.library.opcheck(torch.ops.emseg.permutohedral_filter.default, args)
 
 
 def _thread_count_cases():
@@ -187,12 +168,18 @@ def _thread_count_cases():
             yield f"lattice-P{p}-V{v}-D{d}-{normalize}", lambda f=f, x=x, n=normalize: emseg.ops.permutohedral_filter(x, f, n)
     f, x = torch.rand(3, 700, 5, generator=g) * 3, torch.randn(3, 700, 6, generator=g)
     yield "lattice-batched", lambda: emseg.ops.permutohedral_filter(x, f)
+    yield "lattice-adjoint", lambda: torch.ops.emseg.permutohedral_filter_backward(x, f, True)
     u = torch.rand(2, 21, 40, 50, generator=g)
     image = torch.randint(0, 256, (2, 3, 40, 50), dtype=torch.uint8, generator=g)
     yield "crf-21-labels", lambda: emseg.ops.dense_crf(u, image)
     yield "crf-3-labels", lambda: emseg.ops.dense_crf(u[:, :3].contiguous(), image, iterations=5)
     compat = torch.rand(5, 5, generator=g)
     yield "crf-matrix-compat", lambda: emseg.ops.dense_crf(u[:, :5].contiguous(), image, compat=compat)
+    mu = torch.stack([-3 * torch.eye(21), -4 * torch.eye(21)])
+    grad = torch.randn(u.shape, generator=g)
+    yield "crf-gradient", lambda: torch.ops.emseg.dense_crf_backward(
+        grad, u, image, mu, [3.0, 3.0], [121.0, 121.0, 5.0, 5.0, 5.0], 10, None, False
+    )
     scores = torch.randn(4, 21, 65, 47, generator=g)
     present = torch.rand(4, 21, generator=g) < 0.3
     yield "em_fixed", lambda: emseg.ops.em_fixed(scores, present)

@@ -5,8 +5,10 @@
 // Energy: E(x) = sum_i U_i(x_i) + sum_k sum_{i != j} C_k(x_i, x_j) kbar_k(i, j), with kbar_k the
 // symmetric-normalised Gaussian kernel n_k(i) k_k(i, j) n_k(j), n_k = 1 / sqrt(sum_j k_k(i, j)) (as
 // Krähenbühl's code's NORMALIZE_SYMMETRIC), k_k evaluated with the permutohedral lattice.
-// One parallel mean-field step: Q_i(l) ∝ exp(-U_i(l) - sum_k sum_l' C_k(l, l') n_k(i) F_k(i, l')),
-// F_k = lattice filtering of n_k Q (the self term i = j included, as in that code).
+// One parallel mean-field step: Q_i(l) ∝ exp(-U_i(l) - sum_k sum_l' C_k(l, l') S_k(i, l')),
+// S_k = n_k F_k(n_k Q), F_k the lattice filtering (the self term i = j included, as in that code).
+// The drivers fold n_k into the lattice's splat and slice weights once (lattice build time), so
+// S_k is one filtering of Q itself, with no per-iteration scaling and no separate input buffer.
 #include "common/macros.h"
 #include "lattice/lattice.h"
 
@@ -82,20 +84,18 @@ struct MeanFieldArgs {
   int64_t C;
   int num_kernels;                    // active kernels (0 at initialisation: Q = softmax(-U))
   const float* unary;                 // energies
-  const float* sliced[kMaxKernels];   // lattice output for n_k Q
-  const float* norm[kMaxKernels];     // [P] plain
+  const float* sliced[kMaxKernels];   // S_k, the normalised lattice filtering of Q
   const float* compat[kMaxKernels];   // [L, L] row-major, C_k(l, l'), when not diagonal
   const float* diag[kMaxKernels];     // [C * W] C_k(l, l) (padding 0), when diagonal
-  float* q;                           // out: Q
-  float* next_in[kMaxKernels];        // out: n_k Q, the next iteration's lattice input (or null)
+  float* q;                           // out: Q, also the next iteration's lattice input
 };
 
 // Energy of padding lanes: exp(-inf - max) is exactly 0 (exp_approx is 0 below -80).
 constexpr float kPadEnergy = __builtin_huge_valf();
 
-// Mean-field update of pixel i, then the inputs of the next filtering. Per pixel: K C W flops for a
-// diagonal (Potts) compatibility or K L^2 for a full one, C W exps; reads (1 + K) C W floats,
-// writes (1 + K) C W. Lane loops have the constant trip count W and vectorise on the host.
+// Mean-field update of pixel i. Per pixel: K C W flops for a diagonal (Potts) compatibility or
+// K L^2 for a full one, C W exps; reads (1 + K) C W floats, writes C W. Lane loops have the
+// constant trip count W and vectorise on the host.
 template <int W>
 EMSEG_HD void mean_field_pixel(int64_t i, const MeanFieldArgs& a) {
   const int64_t P = a.P, L = a.L, C = a.C;
@@ -109,10 +109,9 @@ EMSEG_HD void mean_field_pixel(int64_t i, const MeanFieldArgs& a) {
     for (int j = 0; j < J; ++j) q[j] = -u[j];
     for (int k = 0; k < a.num_kernels; ++k) {
       if (a.diag[k] == nullptr) continue;
-      const float n = a.norm[k][i];
       const vf4* s = reinterpret_cast<const vf4*>(a.sliced[k] + o);
       const vf4* dg = reinterpret_cast<const vf4*>(a.diag[k] + c * W);
-      for (int j = 0; j < J; ++j) q[j] -= n * dg[j] * s[j];
+      for (int j = 0; j < J; ++j) q[j] -= dg[j] * s[j];
     }
   }
 #else
@@ -123,22 +122,20 @@ EMSEG_HD void mean_field_pixel(int64_t i, const MeanFieldArgs& a) {
     for (int t = 0; t < W; ++t) q[t] = -u[t];
     for (int k = 0; k < a.num_kernels; ++k) {
       if (a.diag[k] == nullptr) continue;
-      const float n = a.norm[k][i];
       const float* s = a.sliced[k] + o;
       const float* dg = a.diag[k] + c * W;
-      for (int t = 0; t < W; ++t) q[t] -= n * dg[t] * s[t];
+      for (int t = 0; t < W; ++t) q[t] -= dg[t] * s[t];
     }
   }
 #endif
   for (int k = 0; k < a.num_kernels; ++k) {
     if (a.diag[k] != nullptr) continue;
-    const float n = a.norm[k][i];
     const float* s = a.sliced[k];
     const float* cm = a.compat[k];
     for (int64_t l = 0; l < L; ++l) {
       float m = 0.0f;
       for (int64_t t = 0; t < L; ++t) m += cm[l * L + t] * s[lattice::chunk_offset(i, t, P, W)];
-      a.q[lattice::chunk_offset(i, l, P, W)] -= n * m;
+      a.q[lattice::chunk_offset(i, l, P, W)] -= m;
     }
   }
   // Softmax, shifted by the maximum so exp never overflows.
@@ -163,12 +160,6 @@ EMSEG_HD void mean_field_pixel(int64_t i, const MeanFieldArgs& a) {
     const int64_t o = (c * P + i) * W;
     vf4* q = reinterpret_cast<vf4*>(a.q + o);
     for (int j = 0; j < J; ++j) q[j] *= inv;
-    for (int k = 0; k < kMaxKernels; ++k) {
-      if (a.next_in[k] == nullptr) continue;
-      const float n = a.norm[k][i];
-      vf4* x = reinterpret_cast<vf4*>(a.next_in[k] + o);
-      for (int j = 0; j < J; ++j) x[j] = n * q[j];
-    }
   }
 #else
   float mx = -kPadEnergy;
@@ -189,14 +180,74 @@ EMSEG_HD void mean_field_pixel(int64_t i, const MeanFieldArgs& a) {
     const int64_t o = (c * P + i) * W;
     float* q = a.q + o;
     for (int t = 0; t < W; ++t) q[t] *= inv;
-    for (int k = 0; k < kMaxKernels; ++k) {
-      if (a.next_in[k] == nullptr) continue;
-      const float n = a.norm[k][i];
-      float* x = a.next_in[k] + o;
-      for (int t = 0; t < W; ++t) x[t] = n * q[t];
-    }
   }
 #endif
+}
+
+// One mean-field step backwards (the gradient of mean_field_pixel's softmax and messages), in the
+// same layouts. Forward step t >= 1: A_t = -E - sum_k S_k C_k^T, S_k = N_k(Q_{t-1}) with
+// N_k = n_k F_k n_k the normalised filtering, Q_t = softmax(A_t); step 0: Q_0 = softmax(-E).
+// Given G = dLoss/dQ_t, this writes dA = Q_t (G - <G, Q_t>), adds -dA to dLoss/dE, and the
+// transposed filterings' inputs dS_k = -(dA C_k); then dLoss/dQ_{t-1} = sum_k N_k^T(dS_k), which
+// the next call (step t-1) gathers from `adjoint`. Padding lanes have Q = 0, hence dA = 0 and no
+// gradient.
+struct MeanFieldGradArgs {
+  int64_t P;
+  int64_t L;
+  int64_t C;
+  int num_kernels;                     // kernels whose messages fed step t (0 for step 0)
+  int num_adjoint;                     // kernels whose F_k^T outputs add to G (0 for the last step)
+  const float* q;                      // Q_t
+  const float* grad_q;                 // dLoss/dQ_t from outside (the output's gradient), or null
+  const float* adjoint[kMaxKernels];   // N_k^T(dS_k) of step t+1
+  const float* compat[kMaxKernels];    // [L, L] row-major, when not diagonal
+  const float* diag[kMaxKernels];      // [C * W] (padding 0), when diagonal
+  float* softmax_grad;                 // out: dA (read back for a full compatibility)
+  float* grad_energy;                  // in/out: dLoss/dE, summed over the steps
+  float* next_in[kMaxKernels];         // out: dS_k, the transposed filterings' inputs
+};
+
+EMSEG_HD float upstream_grad(const MeanFieldGradArgs& a, int64_t i, int64_t o) {
+  float g = a.grad_q != nullptr ? a.grad_q[o] : 0.0f;
+  for (int k = 0; k < a.num_adjoint; ++k) g += a.adjoint[k][o];
+  return g;
+}
+
+// Per pixel: about (3 + K) C W flops for Potts (plus K L^2 for a full compatibility), no exps;
+// reads (2 + K) C W floats and writes (2 + K) C W. Scalar loops on every backend (the backward is
+// not the hot path of inference).
+template <int W>
+EMSEG_HD void mean_field_pixel_grad(int64_t i, const MeanFieldGradArgs& a) {
+  const int64_t P = a.P, L = a.L, C = a.C;
+  float dot = 0.0f;
+  for (int64_t c = 0; c < C; ++c) {
+    for (int t = 0; t < W; ++t) {
+      const int64_t o = (c * P + i) * W + t;
+      dot += upstream_grad(a, i, o) * a.q[o];
+    }
+  }
+  for (int64_t c = 0; c < C; ++c) {
+    for (int t = 0; t < W; ++t) {
+      const int64_t o = (c * P + i) * W + t;
+      const float da = a.q[o] * (upstream_grad(a, i, o) - dot);
+      a.softmax_grad[o] = da;
+      a.grad_energy[o] -= da;
+      for (int k = 0; k < a.num_kernels; ++k) {
+        if (a.diag[k] != nullptr) a.next_in[k][o] = -a.diag[k][c * W + t] * da;
+      }
+    }
+  }
+  for (int k = 0; k < a.num_kernels; ++k) {
+    if (a.diag[k] != nullptr) continue;
+    const float* cm = a.compat[k];
+    for (int64_t l2 = 0; l2 < L; ++l2) {
+      float m = 0.0f;
+      for (int64_t l = 0; l < L; ++l) {
+        m += cm[l * L + l2] * a.softmax_grad[lattice::chunk_offset(i, l, P, W)];
+      }
+      a.next_in[k][lattice::chunk_offset(i, l2, P, W)] = -m;
+    }
+  }
 }
 
 // Symmetric normalisation from the lattice response to all-ones (the +1e-20 as in Krähenbühl's code).

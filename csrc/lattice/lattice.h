@@ -307,6 +307,13 @@ EMSEG_HD void blur_vertex(int32_t v, const int32_t* nbr_axis, const float* in, f
 #endif
 }
 
+// Axis of the step-th blur pass (step = 0..d). The filter is s * Slice * B_d ... B_0 * Splat with
+// Slice = Splat^T and each one-axis blur B_j symmetric (v is u's - neighbour along j exactly when u
+// is v's +), so its transpose is the same passes with the blurs in reverse order. On a sparse
+// lattice the B_j do not commute (a missing neighbour breaks the product's symmetry), so the
+// adjoint, the gradient with respect to the values, needs that order.
+EMSEG_HD int blur_axis(int step, int d, bool adjoint) { return adjoint ? d - step : step; }
+
 // Slice at point i: out = scale * sum_r bary[r] * values[vertex r]. (d+1) W reads, W writes.
 template <int W>
 EMSEG_HD void slice_point(int64_t i, int d, const int32_t* vert, const float* bary,

@@ -90,22 +90,7 @@ CpuLattice::CpuLattice(const float* features, int64_t P, int d, bool parallel) :
     for (int64_t e = lo; e < hi; ++e) vert_[e] = entry_vertex[owner[e]];
   });
 
-  // 4. Splat lists: a stable counting sort of the entries by vertex, so splatting is a gather.
-  start_.assign(M + 1, 0);
-  for (int64_t e = 0; e < E; ++e) ++start_[vert_[e] + 1];
-  for (int32_t v = 0; v < M; ++v) start_[v + 1] += start_[v];
-  splat_point_.resize(E);
-  splat_weight_.resize(E);
-  {
-    std::vector<int32_t> cursor(start_.begin(), start_.end() - 1);
-    for (int64_t e = 0; e < E; ++e) {
-      const int32_t k = cursor[vert_[e]]++;
-      splat_point_[k] = static_cast<int32_t>(e / (d + 1));
-      splat_weight_[k] = bary_[e];
-    }
-  }
-
-  // 5. Blur neighbours of every vertex along every axis: 2 (d+1) hash probes per vertex. Most
+  // 4. Blur neighbours of every vertex along every axis: 2 (d+1) hash probes per vertex. Most
   // probes miss or compare keys; against the entry table both hit memory all over the E-entry key
   // array, so first re-hash the M distinct keys into a compact table over a dense [M, d] key copy
   // (a few hundred KB for an image: cache-resident), then probe that.
@@ -133,14 +118,41 @@ CpuLattice::CpuLattice(const float* features, int64_t P, int d, bool parallel) :
   });
 }
 
+void CpuLattice::build_splat_lists() const {
+  // A stable counting sort of the entries by vertex, so splatting is a gather. Only the passes
+  // split over threads need it (one thread scatters in point order instead), so it is built on
+  // first use: the dense CRF on few threads never does.
+  const int64_t E = P_ * (d_ + 1);
+  start_.assign(M_ + 1, 0);
+  for (int64_t e = 0; e < E; ++e) ++start_[vert_[e] + 1];
+  for (int64_t v = 0; v < M_; ++v) start_[v + 1] += start_[v];
+  splat_point_.resize(E);
+  splat_weight_.resize(E);
+  std::vector<int32_t> cursor(start_.begin(), start_.end() - 1);
+  for (int64_t e = 0; e < E; ++e) {
+    const int32_t k = cursor[vert_[e]]++;
+    splat_point_[k] = static_cast<int32_t>(e / (d_ + 1));
+    splat_weight_[k] = bary_[e];  // the same product the scatter multiplies by: the same bits
+  }
+}
+
+void CpuLattice::scale_points(const float* n) {
+  const int64_t E = P_ * (d_ + 1);
+  for (int64_t e = 0; e < E; ++e) bary_[e] *= n[e / (d_ + 1)];
+  if (!splat_weight_.empty()) {
+    for (int64_t k = 0; k < E; ++k) splat_weight_[k] *= n[splat_point_[k]];
+  }
+}
+
 template <int W>
-inline void CpuLattice::passes(const float* in, float* out, float* a, float* b) const {
+inline void CpuLattice::passes(const float* in, float* out, float* a, float* b,
+                               bool adjoint) const {
   const int64_t M = M_;
   std::fill(a, a + (M + 1) * W, 0.0f);
   std::fill(b + M * W, b + (M + 1) * W, 0.0f);
   for (int64_t i = 0; i < P_; ++i) splat_point_scatter<W>(i, d_, vert_.data(), bary_.data(), in, a);
-  for (int j = 0; j <= d_; ++j) {
-    const int32_t* nbr_axis = nbr_.data() + static_cast<int64_t>(j) * M * 2;
+  for (int step = 0; step <= d_; ++step) {
+    const int32_t* nbr_axis = nbr_.data() + static_cast<int64_t>(blur_axis(step, d_, adjoint)) * M * 2;
     for (int64_t v = 0; v < M; ++v) blur_vertex<W>(static_cast<int32_t>(v), nbr_axis, a, b);
     std::swap(a, b);
   }
@@ -149,53 +161,31 @@ inline void CpuLattice::passes(const float* in, float* out, float* a, float* b) 
 }
 
 template <int W>
-void CpuLattice::passes_default(const float* in, float* out, float* a, float* b) const {
-  passes<W>(in, out, a, b);
+void CpuLattice::passes_default(const float* in, float* out, float* a, float* b,
+                                bool adjoint) const {
+  passes<W>(in, out, a, b, adjoint);
 }
 
 template <int W>
-EMSEG_AVX2_TARGET void CpuLattice::passes_avx2(const float* in, float* out, float* a,
-                                                float* b) const {
-  passes<W>(in, out, a, b);
+EMSEG_AVX2_TARGET void CpuLattice::passes_avx2(const float* in, float* out, float* a, float* b,
+                                                bool adjoint) const {
+  passes<W>(in, out, a, b, adjoint);
 }
 
-namespace {
-// f(lo, hi) compiled as passes() is on this CPU (inlined into the AVX2 + FMA copy where the CPU has
-// them): a chunk split over threads then rounds exactly as the same chunk on one thread, so the
-// output does not depend on the thread count.
-template <typename F>
-void run_default(const F& f, int64_t lo, int64_t hi) {
-  f(lo, hi);
-}
-template <typename F>
-EMSEG_AVX2_TARGET void run_avx2(const F& f, int64_t lo, int64_t hi) {
-  f(lo, hi);
-}
-template <typename F>
-void parallel_blocks_as_passes(int64_t n, int64_t block, const F& f) {
-  const bool avx2 = cpu_has_avx2();
-  parallel_blocks(n, block, [&](int64_t lo, int64_t hi) {
-    if (avx2) {
-      run_avx2(f, lo, hi);
-    } else {
-      run_default(f, lo, hi);
-    }
-  });
-}
-}  // namespace
 
 template <int W>
 void CpuLattice::filter_chunk(const float* in, float* out, float* buf_a, float* buf_b,
-                              bool inner_parallel) const {
+                              bool inner_parallel, bool adjoint) const {
   if (!inner_parallel) {
     if (cpu_has_avx2()) {
-      passes_avx2<W>(in, out, buf_a, buf_b);
+      passes_avx2<W>(in, out, buf_a, buf_b, adjoint);
     } else {
-      passes_default<W>(in, out, buf_a, buf_b);
+      passes_default<W>(in, out, buf_a, buf_b, adjoint);
     }
     return;
   }
   // Split each pass over threads, with a barrier between passes (few chunks, many threads).
+  std::call_once(*splat_lists_once_, [this] { build_splat_lists(); });
   const int d = d_;
   const int64_t M = M_;
   float* a = buf_a;
@@ -208,8 +198,8 @@ void CpuLattice::filter_chunk(const float* in, float* out, float* buf_a, float* 
                       splat_weight_.data(), in, a);
     }
   });
-  for (int j = 0; j <= d; ++j) {
-    const int32_t* nbr_axis = nbr_.data() + static_cast<int64_t>(j) * M * 2;
+  for (int step = 0; step <= d; ++step) {
+    const int32_t* nbr_axis = nbr_.data() + static_cast<int64_t>(blur_axis(step, d, adjoint)) * M * 2;
     parallel_blocks_as_passes(M, kVertexGrain, [&](int64_t lo, int64_t hi) {
       for (int64_t v = lo; v < hi; ++v) blur_vertex<W>(static_cast<int32_t>(v), nbr_axis, a, b);
     });
@@ -221,8 +211,8 @@ void CpuLattice::filter_chunk(const float* in, float* out, float* buf_a, float* 
   });
 }
 
-template void CpuLattice::filter_chunk<4>(const float*, float*, float*, float*, bool) const;
-template void CpuLattice::filter_chunk<8>(const float*, float*, float*, float*, bool) const;
+template void CpuLattice::filter_chunk<4>(const float*, float*, float*, float*, bool, bool) const;
+template void CpuLattice::filter_chunk<8>(const float*, float*, float*, float*, bool, bool) const;
 
 void to_chunks(const float* x, float* chunks, int64_t P, int64_t V, int W) {
   const int64_t C = (V + W - 1) / W;
@@ -243,7 +233,7 @@ void from_chunks(const float* chunks, float* x, int64_t P, int64_t V, int W) {
   });
 }
 
-void CpuLattice::filter(const float* in, float* out, int64_t V) const {
+void CpuLattice::filter(const float* in, float* out, int64_t V, bool adjoint) const {
   const int W = chunk_width(V);
   const int64_t C = (V + W - 1) / W;
   std::vector<float> cin(C * P_ * W), cout(C * P_ * W), buf(C * 2 * (M_ + 1) * W);
@@ -254,9 +244,9 @@ void CpuLattice::filter(const float* in, float* out, int64_t V) const {
     float* a = buf.data() + c * 2 * (M_ + 1) * W;
     float* b = a + (M_ + 1) * W;
     if (W == 4) {
-      filter_chunk<4>(cin.data() + c * P_ * W, cout.data() + c * P_ * W, a, b, inner);
+      filter_chunk<4>(cin.data() + c * P_ * W, cout.data() + c * P_ * W, a, b, inner, adjoint);
     } else {
-      filter_chunk<8>(cin.data() + c * P_ * W, cout.data() + c * P_ * W, a, b, inner);
+      filter_chunk<8>(cin.data() + c * P_ * W, cout.data() + c * P_ * W, a, b, inner, adjoint);
     }
   };
   if (inner) {
@@ -271,8 +261,11 @@ void CpuLattice::filter(const float* in, float* out, int64_t V) const {
 
 namespace {
 
-at::Tensor permutohedral_filter_cpu(const at::Tensor& values_in, const at::Tensor& features_in,
-                                    bool normalize) {
+// The filter (adjoint = false) or its transpose, the gradient with respect to the values
+// (adjoint = true). Normalised, the forward is F(v) / F(1); the normaliser does not depend on the
+// values, so the transpose is F^T(g / F(1)) (F(1), not F^T(1): the forward's normaliser).
+at::Tensor permutohedral_cpu(const at::Tensor& values_in, const at::Tensor& features_in,
+                             bool normalize, bool adjoint) {
   TORCH_CHECK(values_in.device().is_cpu(), "values must be a CPU tensor for the CPU kernel, got ",
               values_in.device());
   check_permutohedral_inputs(values_in, features_in);
@@ -285,23 +278,40 @@ at::Tensor permutohedral_filter_cpu(const at::Tensor& values_in, const at::Tenso
   if (P == 0 || V == 0) return batched ? out : out.squeeze(0);
 
   std::vector<float> ones(normalize ? P : 0, 1.0f), norm(normalize ? P : 0);
+  std::vector<float> scaled(normalize && adjoint ? P * V : 0);
+  // x * (1 / norm), the CUDA binding's formula too, so the backends round alike.
+  auto divide_by_norm = [&](const float* x, float* y) {
+    lattice::parallel_blocks(P, 4096, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) {
+        const float s = 1.0f / norm[i];
+        for (int64_t c = 0; c < V; ++c) y[i * V + c] = x[i * V + c] * s;
+      }
+    });
+  };
   for (int64_t n = 0; n < N; ++n) {
     lattice::CpuLattice lat(features.data_ptr<float>() + n * P * d, P, d);
+    const float* in = values.data_ptr<float>() + n * P * V;
     float* o = out.data_ptr<float>() + n * P * V;
-    lat.filter(values.data_ptr<float>() + n * P * V, o, V);
-    if (normalize) {
-      // Divide by the response to all-ones: a weighted mean, independent of the lattice's gain.
-      // x * (1 / norm), the CUDA binding's formula too, so the backends round alike.
-      lat.filter(ones.data(), norm.data(), 1);
-      lattice::parallel_blocks(P, 4096, [&](int64_t lo, int64_t hi) {
-        for (int64_t i = lo; i < hi; ++i) {
-          const float s = 1.0f / norm[i];
-          for (int64_t c = 0; c < V; ++c) o[i * V + c] *= s;
-        }
-      });
+    // Normalised: divide by the response to all-ones, a weighted mean independent of the gain.
+    if (normalize) lat.filter(ones.data(), norm.data(), 1);
+    if (normalize && adjoint) {
+      divide_by_norm(in, scaled.data());
+      in = scaled.data();
     }
+    lat.filter(in, o, V, adjoint);
+    if (normalize && !adjoint) divide_by_norm(o, o);
   }
   return batched ? out : out.squeeze(0);
+}
+
+at::Tensor permutohedral_filter_cpu(const at::Tensor& values, const at::Tensor& features,
+                                    bool normalize) {
+  return permutohedral_cpu(values, features, normalize, /*adjoint=*/false);
+}
+
+at::Tensor permutohedral_filter_backward_cpu(const at::Tensor& grad, const at::Tensor& features,
+                                             bool normalize) {
+  return permutohedral_cpu(grad, features, normalize, /*adjoint=*/true);
 }
 
 }  // namespace
@@ -309,4 +319,5 @@ at::Tensor permutohedral_filter_cpu(const at::Tensor& values_in, const at::Tenso
 
 EMSEG_CPU_LIBRARY_IMPL(m) {
   m.impl("permutohedral_filter", &emseg::permutohedral_filter_cpu);
+  m.impl("permutohedral_filter_backward", &emseg::permutohedral_filter_backward_cpu);
 }

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <vector>
 
 #include "lattice/lattice.h"
@@ -57,6 +59,29 @@ void parallel_blocks(int64_t n, int64_t block, const F& f) {
   run_tasks(tasks, [&](int64_t t) { f(t * block, std::min(n, (t + 1) * block)); });
 }
 
+// f(lo, hi) over [0, n) in parallel blocks, compiled as passes() is on this CPU (inlined into the
+// AVX2 + FMA copy where the CPU has them): a chunk split over threads then rounds exactly as the
+// same chunk on one thread, so the output does not depend on the thread count.
+template <typename F>
+void run_default(const F& f, int64_t lo, int64_t hi) {
+  f(lo, hi);
+}
+template <typename F>
+EMSEG_AVX2_TARGET void run_avx2(const F& f, int64_t lo, int64_t hi) {
+  f(lo, hi);
+}
+template <typename F>
+void parallel_blocks_as_passes(int64_t n, int64_t block, const F& f) {
+  const bool avx2 = cpu_has_avx2();
+  parallel_blocks(n, block, [&](int64_t lo, int64_t hi) {
+    if (avx2) {
+      run_avx2(f, lo, hi);
+    } else {
+      run_default(f, lo, hi);
+    }
+  });
+}
+
 class CpuLattice {
  public:
   // features: [P, d] row-major float, already divided by their standard deviations. 1 <= d <= 16.
@@ -71,31 +96,41 @@ class CpuLattice {
   // buf_a, buf_b: scratch of (M+1) * W floats each. With inner_parallel the passes are split over
   // threads (a barrier between passes); without, the chunk runs on the calling thread.
   // Work: 2 (d+1) P W flops for splat and slice each, 3 (d+1) M W for the blur.
+  // adjoint: apply the transpose instead (the blur axes in reverse order, see blur_axis).
   template <int W>
-  void filter_chunk(const float* in, float* out, float* buf_a, float* buf_b,
-                    bool inner_parallel) const;
+  void filter_chunk(const float* in, float* out, float* buf_a, float* buf_b, bool inner_parallel,
+                    bool adjoint = false) const;
 
-  // Plain layout: out[P, V] = lattice response to in[P, V]. Parallel over chunks (or within one).
-  void filter(const float* in, float* out, int64_t V) const;
+  // Scales point i's splat and slice weights by n[i]: the filter becomes diag(n) F diag(n) (the
+  // dense CRF's symmetric normalisation, applied once instead of every iteration).
+  void scale_points(const float* n);
+
+  // Plain layout: out[P, V] = lattice response to in[P, V] (or its transpose's, with adjoint).
+  // Parallel over chunks (or within one).
+  void filter(const float* in, float* out, int64_t V, bool adjoint = false) const;
 
  private:
   // The passes of filter_chunk on the calling thread, written once, compiled twice (below).
   template <int W>
   __attribute__((always_inline)) inline void passes(const float* in, float* out, float* a,
-                                                    float* b) const;
+                                                    float* b, bool adjoint) const;
   template <int W>
-  void passes_default(const float* in, float* out, float* a, float* b) const;
+  void passes_default(const float* in, float* out, float* a, float* b, bool adjoint) const;
   template <int W>
-  EMSEG_AVX2_TARGET void passes_avx2(const float* in, float* out, float* a, float* b) const;
+  EMSEG_AVX2_TARGET void passes_avx2(const float* in, float* out, float* a, float* b,
+                                     bool adjoint) const;
 
   int64_t P_;
   int d_;
   int64_t M_ = 0;
   std::vector<int32_t> vert_;          // [P*(d+1)] vertex of each entry
   std::vector<float> bary_;            // [P*(d+1)]
-  std::vector<int32_t> start_;         // [M+1] splat list offsets
-  std::vector<int32_t> splat_point_;   // [P*(d+1)] entries grouped by vertex (entry order within)
-  std::vector<float> splat_weight_;    // [P*(d+1)] their barycentric weights
+  // Splat lists, built on first use by the passes split over threads (build_splat_lists).
+  void build_splat_lists() const;
+  std::unique_ptr<std::once_flag> splat_lists_once_ = std::make_unique<std::once_flag>();
+  mutable std::vector<int32_t> start_;         // [M+1] splat list offsets
+  mutable std::vector<int32_t> splat_point_;   // [P*(d+1)] entries grouped by vertex (entry order within)
+  mutable std::vector<float> splat_weight_;    // [P*(d+1)] their barycentric weights
   std::vector<int32_t> nbr_;           // [d+1, M, 2]
 };
 

@@ -86,13 +86,13 @@ __global__ void slice_kernel(LatticeView lat, int64_t C, const float* values, fl
 
 template <int W>
 cudaError_t filter_w(const LatticeView& lat, int64_t C, const float* in, float* out, float* a,
-                     float* b, cudaStream_t stream) {
+                     float* b, bool adjoint, cudaStream_t stream) {
   if (lat.P == 0 || C == 0) return cudaSuccess;
   const unsigned chunk_blocks = static_cast<unsigned>(C < kMaxGridY ? C : kMaxGridY);
   const dim3 vgrid(blocks_for(lat.M + 1, kThreads), chunk_blocks);
   splat_kernel<W><<<vgrid, kThreads, 0, stream>>>(lat, C, in, a);
-  for (int j = 0; j <= lat.d; ++j) {
-    blur_kernel<W><<<vgrid, kThreads, 0, stream>>>(lat, C, j, a, b);
+  for (int step = 0; step <= lat.d; ++step) {
+    blur_kernel<W><<<vgrid, kThreads, 0, stream>>>(lat, C, blur_axis(step, lat.d, adjoint), a, b);
     float* t = a;
     a = b;
     b = t;
@@ -132,9 +132,9 @@ cudaError_t neighbours(int32_t M, int d, const int32_t* owner_of_vertex, const i
 }
 
 cudaError_t filter(const LatticeView& lat, int W, int64_t C, const float* in, float* out,
-                   float* buf_a, float* buf_b, cudaStream_t stream) {
-  return W == 4 ? filter_w<4>(lat, C, in, out, buf_a, buf_b, stream)
-                : filter_w<8>(lat, C, in, out, buf_a, buf_b, stream);
+                   float* buf_a, float* buf_b, bool adjoint, cudaStream_t stream) {
+  return W == 4 ? filter_w<4>(lat, C, in, out, buf_a, buf_b, adjoint, stream)
+                : filter_w<8>(lat, C, in, out, buf_a, buf_b, adjoint, stream);
 }
 
 }  // namespace cuda

@@ -31,9 +31,10 @@ cudaError_t insert(int32_t* table, uint32_t capacity, const int32_t* keys, int d
 cudaError_t neighbours(int32_t M, int d, const int32_t* owner_of_vertex, const int32_t* table,
                        uint32_t capacity, const int32_t* keys, const int32_t* entry_vertex,
                        int32_t* nbr, cudaStream_t stream);
-// C chunks of width W (4 or 8): in/out [C][P][W], buf_a/buf_b [C][M+1][W] scratch.
+// C chunks of width W (4 or 8): in/out [C][P][W], buf_a/buf_b [C][M+1][W] scratch. adjoint: the
+// filter's transpose (lattice.h, blur_axis).
 cudaError_t filter(const LatticeView& lat, int W, int64_t C, const float* in, float* out,
-                   float* buf_a, float* buf_b, cudaStream_t stream);
+                   float* buf_a, float* buf_b, bool adjoint, cudaStream_t stream);
 
 }  // namespace cuda
 }  // namespace lattice

@@ -70,6 +70,13 @@ class CudaLattice {
 
   int32_t num_vertices() const { return M_; }
 
+  // Scales point i's splat and slice weights by n[i] (float32 [P] on the device): the filter
+  // becomes diag(n) F diag(n), as CpuLattice::scale_points.
+  void scale_points(const at::Tensor& n) {
+    bary_ = (bary_.view({P_, d_ + 1}) * n.unsqueeze(1)).reshape({-1}).contiguous();
+    splat_weight_ = (splat_weight_ * n.index_select(0, splat_point_.to(at::kLong))).contiguous();
+  }
+
   LatticeView view() const {
     return LatticeView{P_,
                        d_,
@@ -82,15 +89,17 @@ class CudaLattice {
                        nbr_.data_ptr<int32_t>()};
   }
 
-  // in/out: [C][P][W] chunks; scratch: at least 2 C (M+1) W floats.
-  void filter_chunks(const float* in, float* out, int W, int64_t C, float* scratch) const {
+  // in/out: [C][P][W] chunks; scratch: at least 2 C (M+1) W floats. adjoint: the transpose.
+  void filter_chunks(const float* in, float* out, int W, int64_t C, float* scratch,
+                     bool adjoint = false) const {
     float* a = scratch;
     float* b = scratch + C * (int64_t(M_) + 1) * W;
-    C10_CUDA_CHECK(cuda::filter(view(), W, C, in, out, a, b, c10::cuda::getCurrentCUDAStream()));
+    C10_CUDA_CHECK(
+        cuda::filter(view(), W, C, in, out, a, b, adjoint, c10::cuda::getCurrentCUDAStream()));
   }
 
   // Plain layout [P, V] -> [P, V].
-  at::Tensor filter(const at::Tensor& values) const {
+  at::Tensor filter(const at::Tensor& values, bool adjoint = false) const {
     const int64_t V = values.size(1);
     const int W = chunk_width(V);
     const int64_t C = (V + W - 1) / W;
@@ -99,7 +108,8 @@ class CudaLattice {
     at::Tensor in = padded.view({P_, C, W}).permute({1, 0, 2}).contiguous();
     at::Tensor out = at::empty_like(in);
     at::Tensor scratch = at::empty({2 * C * (int64_t(M_) + 1) * W}, values.options());
-    filter_chunks(in.data_ptr<float>(), out.data_ptr<float>(), W, C, scratch.data_ptr<float>());
+    filter_chunks(in.data_ptr<float>(), out.data_ptr<float>(), W, C, scratch.data_ptr<float>(),
+                  adjoint);
     return out.permute({1, 0, 2}).reshape({P_, C * W}).slice(1, 0, V).contiguous();
   }
 

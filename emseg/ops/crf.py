@@ -51,6 +51,10 @@ def permutohedral_filter(values: Tensor, features: Tensor, normalize: bool = Tru
     Determinism: on the CPU the output has the same bits for any number of threads (on a given
     machine: AVX2 + FMA hosts round differently from hosts without); CUDA agrees with the CPU
     within the tolerances of tests/test_lattice.py, not bit for bit.
+
+    Gradient: with respect to ``values``, the filter's transpose (``R^T(g)``, or ``R^T(g / R(1))``
+    normalised; the blur runs its lattice axes in reverse order), itself differentiable. With
+    respect to ``features`` there is none: a backward that needs it raises ``NotImplementedError``.
     """
     return torch.ops.emseg.permutohedral_filter(values, features, normalize)
 
@@ -96,7 +100,55 @@ def _permutohedral_filter_fake(values, features, normalize=True):
     return values.new_empty(values.shape)
 
 
-_register_no_backward("permutohedral_filter")
+@torch.library.register_fake("emseg::permutohedral_filter_backward")
+def _permutohedral_filter_backward_fake(grad, features, normalize=True):
+    return _permutohedral_filter_fake(grad, features, normalize)
+
+
+def _refuse_grad(ctx, index: int, op: str, name: str, why: str):
+    # Torch's convention for a derivative that is not implemented: the backward raises, naming it
+    # (a silent None would train as if the input had no influence).
+    if ctx.needs_input_grad[index]:
+        raise NotImplementedError(
+            f"emseg.{op}: the gradient with respect to {name} is not implemented ({why}); "
+            f"detach {name} (or set requires_grad=False) to differentiate the other inputs"
+        )
+
+
+def _filter_setup_context(ctx, inputs, output):
+    _, features, normalize = inputs
+    ctx.save_for_backward(features)
+    ctx.normalize = normalize
+
+
+def _linear_filter_backward(transpose):
+    """Backward of a filter that is linear in its values, given the op applying its transpose:
+    permutohedral_filter's is permutohedral_filter_backward, and the other way round."""
+
+    def backward(ctx, grad):
+        (features,) = ctx.saved_tensors
+        _refuse_grad(
+            ctx, 1, "permutohedral_filter", "features",
+            "the lattice's vertices and barycentric weights are piecewise functions of them",
+        )
+        grad_values = None
+        if ctx.needs_input_grad[0]:
+            grad_values = transpose(grad.contiguous(), features, ctx.normalize)
+        return grad_values, None, None
+
+    return backward
+
+
+torch.library.register_autograd(
+    "emseg::permutohedral_filter",
+    _linear_filter_backward(lambda *a: torch.ops.emseg.permutohedral_filter_backward(*a)),
+    setup_context=_filter_setup_context,
+)
+torch.library.register_autograd(
+    "emseg::permutohedral_filter_backward",
+    _linear_filter_backward(lambda *a: torch.ops.emseg.permutohedral_filter(*a)),
+    setup_context=_filter_setup_context,
+)
 
 
 def _pair(x, n: int, name: str) -> list[float]:
@@ -161,6 +213,12 @@ def dense_crf(
     Ctrl-C stops it between mean-field iterations (``KeyboardInterrupt``, CPU and CUDA).
 
     Returns the marginals Q, float32 ``[N, L, H, W]`` (softmax of ``-unary`` when iterations = 0).
+
+    Gradient: with respect to ``unary``, through the unrolled mean-field iterations (CRF-as-RNN).
+    The backward runs the iterations again keeping each one's marginals ((iterations + 1) float32
+    ``[L', H, W]`` per image, L' = L rounded up to 4 or 8), then runs them in reverse: about 1.3-2x
+    the forward's time. ``compat`` (the weights) gets none: a backward that needs it raises
+    ``NotImplementedError``.
     """
     if unary_kind not in ("neg_log_prob", "logits"):
         raise ValueError(f'unary_kind must be "neg_log_prob" or "logits", got {unary_kind!r}')
@@ -238,4 +296,41 @@ def _dense_crf_fake(unary, image, compat, pos_std, bi_std, iterations=10, sizes=
     return unary.new_empty(unary.shape)
 
 
-_register_no_backward("dense_crf")
+@torch.library.register_fake("emseg::dense_crf_backward")
+def _dense_crf_backward_fake(
+    grad, unary, image, compat, pos_std, bi_std, iterations=10, sizes=None, logits=False
+):
+    _check_dtype(grad, "grad", torch.float32)
+    _expect(
+        grad.device == unary.device,
+        f"grad must be on the same device as unary ({unary.device}), got {grad.device}",
+    )
+    _expect(
+        grad.shape == unary.shape,
+        f"grad must have the shape of unary ({list(unary.shape)}), got {list(grad.shape)}",
+    )
+    return _dense_crf_fake(unary, image, compat, pos_std, bi_std, iterations, sizes, logits)
+
+
+def _crf_setup_context(ctx, inputs, output):
+    ctx.inputs = inputs[1:]  # everything but the unary: image, compat, stds, iterations, ...
+    ctx.save_for_backward(inputs[0], inputs[2], inputs[6] if inputs[6] is not None else None)
+
+
+def _crf_backward(ctx, grad):
+    unary, compat, sizes = ctx.saved_tensors
+    image, _, pos_std, bi_std, iterations, _, logits = ctx.inputs
+    _refuse_grad(
+        ctx, 2, "dense_crf", "compat",
+        "only the unary is differentiable; the kernel weights and compatibilities are constants",
+    )
+    grad_unary = None
+    if ctx.needs_input_grad[0]:
+        grad_unary = torch.ops.emseg.dense_crf_backward(
+            grad.contiguous(), unary, image, compat, pos_std, bi_std, iterations, sizes, logits
+        )
+    return grad_unary, None, None, None, None, None, None, None
+
+
+torch.library.register_autograd("emseg::dense_crf", _crf_backward, setup_context=_crf_setup_context)
+_register_no_backward("dense_crf_backward")
