@@ -103,7 +103,7 @@ def main() -> None:
         if run(argv, out / f"{name}-seed{seed}.log", env) == 0:
             print(f"== {name} seed {seed}: {time.time() - t0:.0f} s", flush=True)
 
-    jobs = [(s, seed) for seed in args.seeds for s in settings]
+    jobs = [(s, seed) for s in settings for seed in args.seeds]  # row by row: the first rows complete first
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         list(pool.map(one, jobs))
 
