@@ -14,13 +14,13 @@ from pathlib import Path
 
 from .cli import add_crf_args, bars_wanted, check_crf_params, check_finite_flags, crf_params_from_args, parse_context, resolve_device
 from .crf import CRFParams
-from .data.io import MissingDataError
+from .data.io import MissingDataError, read_id_list
 from .data.synthetic import SYNTHETIC_SPLITS
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from .data.voc import find_list
 from .estep import MODES, EStepConfig, get_mode
 from .models import MODELS, TORCHVISION_VGG16, context_for_crop, torchvision_vgg16_path
-from .presets import PRESETS, working_scale
+from .presets import PRESETS, cpu_iterations, working_scale
 
 @dataclass
 class TrainConfig:
@@ -183,7 +183,7 @@ def config_from_args(argv: list[str] | None = None, prog: str = "python -m emseg
         preset = "voc" if resolve_device(parser, a.device).type == "cuda" else "cpu"
     else:
         preset = "synthetic"
-    given_train_split = a.train_split
+    given_train_split, given_iterations = a.train_split, a.iterations
     for key, value in PRESETS[preset].items():
         if key not in ("crf", "input_scale") and getattr(a, key, None) is None:
             setattr(a, key, value)
@@ -259,6 +259,8 @@ def config_from_args(argv: list[str] | None = None, prog: str = "python -m emseg
             a.train_split = "train"
     for flag, split in (("--train-split", a.train_split), ("--val-split", a.val_split)):
         _check_split(err, flag, split, a.data_root)
+    if preset == "cpu" and given_iterations is None:
+        a.iterations = cpu_iterations(len(read_id_list(find_list(a.data_root, a.train_split))), a.batch_size)
     if a.input_scale is None:
         a.input_scale = PRESETS[preset]["input_scale"] or (
             working_scale(a.data_root, a.train_split, a.crop_size) if a.data_root else 1.0)

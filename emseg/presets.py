@@ -23,7 +23,8 @@ PRESETS: dict[str, dict] = {
         checkpoint_interval=1000, width=32, input_scale=1.0, crf=CRFParams(),
     ),
     # a user's VOC-layout data on a CPU: the synthetic recipe, the images resized so that their
-    # median longer side is the crop (input_scale None: set by that rule from the training list)
+    # median longer side is the crop (input_scale None: set by that rule from the training list),
+    # and as many iterations as cpu_iterations gives for the training list
     "cpu": dict(
         model="small", batch_size=8, crop_size=64, iterations=1500, lr=2e-2,
         lr_policy="poly", lr_step=1000, scale_min=0.75, scale_max=1.25, mode="em-adapt",
@@ -61,3 +62,11 @@ def working_scale(root: str, split: str, crop_size: int, sample: int = 200) -> f
     if not sides:
         return 1.0
     return min(1.0, crop_size / float(sorted(sides)[len(sides) // 2]))
+
+
+def cpu_iterations(num_images: int, batch_size: int, epochs: int = 30, low: int = 1500, high: int = 6000) -> int:
+    """The cpu preset's schedule: ``epochs`` passes over the training list (the synthetic preset's
+    1500 iterations of 8 are 30 passes over its 400 images), at least ``low`` iterations and at
+    most ``high`` (the paper's 6000, about 100 minutes of the small network on two cores)."""
+    return int(min(high, max(low, round(epochs * num_images / batch_size))))
+

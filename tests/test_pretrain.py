@@ -14,7 +14,7 @@ import torch
 
 from emseg import pretrain as P
 from emseg.config import config_from_args
-from emseg.presets import working_scale
+from emseg.presets import cpu_iterations, working_scale
 from emseg.data import make_synthetic_voc
 from emseg.data.image_labels import ImageLabelSet
 from emseg.inference import predict_batch
@@ -197,6 +197,9 @@ def test_cpu_preset_sizes_the_run_from_the_images(tmp_path, capsys):
     cfg = config_from_args(["--data-root", str(root), "--train-split", "train_aug"])
     assert (cfg.preset, cfg.model, cfg.crop_size, cfg.mode) == ("cpu", "small", 64, "em-adapt")
     assert cfg.input_scale == pytest.approx(expected) and cfg.context == (0, 1)
+    assert cfg.iterations == 1500  # 6 images: the schedule's floor (30 passes would be 23 iterations)
+    assert config_from_args(["--data-root", str(root), "--train-split", "train_aug", "--iterations", "7"]).iterations == 7
+    assert [cpu_iterations(n, 8) for n in (6, 400, 1000, 10582)] == [1500, 1500, 3750, 6000]
     assert config_from_args(["--data-root", str(root), "--train-split", "train_aug", "--input-scale", "0.5"]).input_scale == 0.5
     with pytest.raises(SystemExit):
         config_from_args(["--data-root", str(root), "--train-split", "train_aug", "--input-scale", "0"])
