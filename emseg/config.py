@@ -91,8 +91,9 @@ def build_parser(prog: str = "python -m emseg.train") -> argparse.ArgumentParser
     p = argparse.ArgumentParser(
         prog=prog,
         description="Weakly-/semi-supervised semantic segmentation with hard EM (Papandreou et al., "
-        "ICCV 2015). With no arguments: builds a synthetic VOC-layout data set, trains a small "
-        "network from boxes (Bbox-Rect) on the CPU, evaluates it and writes pictures.",
+        "ICCV 2015). With no arguments: builds a synthetic VOC-layout data set, pretrains a small "
+        "network on image labels (cached), trains it with EM-Adapt from image labels alone on the CPU, "
+        "evaluates it and writes pictures.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     g = p.add_argument_group("data")
@@ -112,7 +113,7 @@ def build_parser(prog: str = "python -m emseg.train") -> argparse.ArgumentParser
 
     g = p.add_argument_group("supervision")
     g.add_argument("--mode", choices=list(MODES), default=None,
-                   help="; ".join(f"{m.name}: {m.summary}" for m in MODES.values()) + " (default: bbox-rect for synthetic, em-fixed for voc)")
+                   help="; ".join(f"{m.name}: {m.summary}" for m in MODES.values()) + " (default: em-adapt for synthetic and cpu, em-fixed for voc)")
     g.add_argument("--strong", type=int, default=0, help="semi-supervised: number of images whose masks are used (random, by --seed)")
     g.add_argument("--strong-list", default=None, help="semi-supervised: file listing the ids of the strong images (instead of --strong)")
     g.add_argument("--strong-share", type=float, default=0.5, help="fraction of each batch drawn from the strong images in a semi-supervised run")
