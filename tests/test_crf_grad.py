@@ -182,8 +182,8 @@ VJP_CASES = {
 }
 
 
-def _vjp_case(name):
-    c = dict(VJP_CASES[name])
+def _vjp_case(name, cases=VJP_CASES):
+    c = dict(cases[name])
     unary, image, grad = crf_case(c["h"], c["w"], c["labels"], seed=len(name), scale=c.get("scale", 2.0))
     matrix = None
     if c.get("matrix"):
@@ -358,3 +358,19 @@ def test_autograd_opcheck_crf():
     torch.library.opcheck(torch.ops.emseg.dense_crf.default, args)
     # The backward op's own checks (it has no derivative: inputs without grad).
     torch.library.opcheck(torch.ops.emseg.dense_crf_backward.default, (grad, unary.detach(), *args[1:]))
+
+
+FORWARD_CASES = dict(VJP_CASES, **{"potts-40-labels-chunked": dict(h=5, w=6, labels=40, iterations=3)})
+
+
+@pytest.mark.parametrize("name", list(FORWARD_CASES))
+def test_forward_matches_mean_field_through_the_lattice_matrices(name):
+    # The CPU's inference runs the row layout for Potts compatibilities and up to 32 labels (its
+    # filterings fused with the update), the chunked layout otherwise (a full matrix, 40 labels):
+    # both against the float64 mean field over the same lattice operators.
+    unary, image, _, compat, iterations, logits = _vjp_case(name, FORWARD_CASES)
+    labels, h, w = unary.shape[1:]
+    got = torch.ops.emseg.dense_crf(unary, image, compat, POS_STD, BI_STD, iterations, None, logits)
+    u = unary[0].double().reshape(labels, -1)
+    expected = torch_mean_field(-u if logits else u, lattice_kernels(image[0], h, w), compat, iterations)
+    assert float((got[0].double().reshape(expected.shape) - expected).abs().max()) <= 1e-5, name

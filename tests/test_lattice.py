@@ -42,9 +42,11 @@ def test_against_exact_gaussian(d, seed):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("d", [1, 2, 5, 16])
-def test_permuted_points_give_permuted_output(device, d):
-    f, v = _points(d, p=300, seed=3)
+@pytest.mark.parametrize("d,p", [(1, 300), (2, 300), (5, 300), (16, 300), (2, 12000), (5, 12000)])
+def test_permuted_points_give_permuted_output(device, d, p):
+    # From 8192 points the CPU builds the lattice in two halves and merges them; a permutation
+    # splits the points differently, so a merge that lost or doubled a vertex would show here.
+    f, v = _points(d, p=p, seed=3)
     perm = np.random.default_rng(4).permutation(len(f))
     ft, vt = torch.from_numpy(f).to(device), torch.from_numpy(v).to(device)
     out = permutohedral_filter(vt, ft)
@@ -172,6 +174,9 @@ def _thread_count_cases():
     u = torch.rand(2, 21, 40, 50, generator=g)
     image = torch.randint(0, 256, (2, 3, 40, 50), dtype=torch.uint8, generator=g)
     yield "crf-21-labels", lambda: emseg.ops.dense_crf(u, image)
+    big_u = torch.rand(1, 21, 96, 100, generator=g)
+    big_image = torch.randint(0, 256, (1, 3, 96, 100), dtype=torch.uint8, generator=g)
+    yield "crf-two-part-build", lambda: emseg.ops.dense_crf(big_u, big_image)
     yield "crf-3-labels", lambda: emseg.ops.dense_crf(u[:, :3].contiguous(), image, iterations=5)
     compat = torch.rand(5, 5, generator=g)
     yield "crf-matrix-compat", lambda: emseg.ops.dense_crf(u[:, :5].contiguous(), image, compat=compat)

@@ -59,17 +59,21 @@ EMSEG_HD float exp_approx(float x) {
 }
 
 #if EMSEG_HOST_SIMD
-// exp_approx on four lanes at once.
+// exp_approx on a vector of lanes (VF floats, VI ints of the same width).
+template <typename VF, typename VI>
+inline VF exp_approx_lanes(VF x) {
+  const VF lowest = VF{} - 80.0f;
+  const VF highest = VF{} + 88.0f;
+  VF xc = x < lowest ? lowest : x;
+  xc = xc > highest ? highest : xc;
+  VF n;
+  const VF p = exp_mantissa(xc, &n);
+  const VI bits = (__builtin_convertvector(n, VI) + 127) << 23;
+  const VF y = p * (VF)bits;  // vector cast: reinterprets the bits
+  return x < lowest ? VF{} : y;
+}
 inline lattice::vf4 exp_approx4(lattice::vf4 x) {
-  using lattice::vf4;
-  using lattice::vf4_set;
-  vf4 xc = x < vf4_set(-80.0f) ? vf4_set(-80.0f) : x;
-  xc = xc > vf4_set(88.0f) ? vf4_set(88.0f) : xc;
-  vf4 n;
-  const vf4 p = exp_mantissa(xc, &n);
-  const lattice::vi4 bits = (__builtin_convertvector(n, lattice::vi4) + 127) << 23;
-  const vf4 y = p * (vf4)bits;  // vector cast: reinterprets the bits
-  return x < vf4_set(-80.0f) ? vf4_set(0.0f) : y;
+  return exp_approx_lanes<lattice::vf4, lattice::vi4>(x);
 }
 #endif
 

@@ -21,7 +21,21 @@ namespace {
 struct CudaCrfBackend {
   using Lattice = lattice::CudaLattice;
 
-  static Lattice build(const at::Tensor& f) { return Lattice(f); }
+  // No row layout: one thread per pixel already reads each entry once per chunk.
+  static constexpr bool kRows = false;
+  static int row_width(int64_t, bool) { return 0; }
+
+  static at::Tensor chunked_energies(const at::Tensor& unary_region, bool logits, int W, int64_t C) {
+    return crf::chunked_energies_torch(unary_region, logits, W, C);
+  }
+  static void write_plain(const at::Tensor& chunks, at::Tensor plain) {
+    crf::write_plain_torch(chunks, plain);
+  }
+  static std::vector<Lattice> build(const std::vector<at::Tensor>& features) {
+    std::vector<Lattice> lattices;
+    for (const at::Tensor& f : features) lattices.emplace_back(f);
+    return lattices;
+  }
   static int64_t vertices(const Lattice& lat) { return lat.num_vertices(); }
   static void scale_points(Lattice& lat, const at::Tensor& n) { lat.scale_points(n); }
   // One launch sequence per lattice, all chunks in each launch.

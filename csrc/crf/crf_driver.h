@@ -5,8 +5,12 @@
 // supplies the hooks (CpuCrfBackend in crf_cpu.cpp, CudaCrfBackend in crf_cuda.cpp):
 //
 //   using Lattice = ...;                                     // built once per kernel and image
-//   static Lattice build(const at::Tensor& features);        // [P, d] float32, contiguous
+//   // one lattice per feature tensor ([P, d] float32, contiguous), in order
+//   static std::vector<Lattice> build(const std::vector<at::Tensor>& features);
 //   static int64_t vertices(const Lattice&);
+//   // the layout conversions of chunked_energies_torch and write_plain_torch (below)
+//   static at::Tensor chunked_energies(const at::Tensor& unary_region, bool logits, int W, int64_t C);
+//   static void write_plain(const at::Tensor& chunks, at::Tensor plain);
 //   static void scale_points(Lattice&, const at::Tensor& n);  // weights of point i times n[i]
 //   // count lattices, each filtering C chunks of width W (lattice.h) from in[s] to out[s] with
 //   // scratch[s] (2 C (M_s + 1) W floats); adjoint: the transposed filter.
@@ -16,6 +20,11 @@
 //   static void mean_field(const MeanFieldArgs&, int W);       // crf::mean_field_pixel<W>, all i
 //   static void mean_field_grad(const MeanFieldGradArgs&, int W);  // crf::mean_field_pixel_grad<W>
 //   static void for_each_image(int64_t N, const F& f);       // f(n) for every image n, any order
+//   // Optional row layout for inference (kRows): the lanes of a pixel's row, or 0 for none, and
+//   // one mean-field step in it (filterings and update together; num_kernels = 0: Q_0).
+//   static constexpr bool kRows;
+//   static int row_width(int64_t L, bool all_kernels_diagonal);
+//   static void mean_field_rows(const MeanFieldArgs&, const Lattice* const* lat, float* const* scratch, int width);
 //
 // Memory, P pixels, L labels (C W = L rounded up to 4 or 8), K active kernels, M_k vertices:
 // forward 8 P C W (U, Q) + K (4 P C W + 8 C (M_k + 1) W) bytes besides the lattices; the
@@ -37,6 +46,25 @@
 namespace emseg {
 namespace crf {
 
+// Layout conversions in torch ops, for any device (CudaCrfBackend's hooks; the CPU has fused
+// loops). The energies of unary_region [L, h, w] in the chunked layout [C][P][W]: E = unary, or
+// -unary for logits, each pixel's lowest shifted to 0, padding lanes kPadEnergy (see crf.h).
+inline at::Tensor chunked_energies_torch(const at::Tensor& unary_region, bool logits, int W,
+                                         int64_t C) {
+  const int64_t L = unary_region.size(0), P = unary_region.size(1) * unary_region.size(2);
+  const at::Tensor u = unary_region.reshape({L, P}).t();
+  const at::Tensor energy = logits ? u.neg() : u;
+  at::Tensor x = at::full({P, C * W}, kPadEnergy, u.options());
+  x.slice(1, 0, L).copy_(energy - energy.amin(1, /*keepdim=*/true));
+  return x.view({P, C, W}).permute({1, 0, 2}).contiguous();
+}
+
+// Chunked [C][P][W] -> plain ([L, h, w], any strides).
+inline void write_plain_torch(const at::Tensor& chunks, at::Tensor plain) {
+  const int64_t L = plain.size(0), P = chunks.size(1);
+  plain.copy_(chunks.permute({1, 0, 2}).reshape({P, -1}).slice(1, 0, L).t().reshape(plain.sizes()));
+}
+
 template <class B>
 class CrfImage {
  public:
@@ -44,25 +72,28 @@ class CrfImage {
   // contiguous on the same device; the CRF runs on the top-left h x w region.
   CrfImage(const DenseCrfPlan& plan, const at::Tensor& unary_n, const at::Tensor& image_n,
            const at::Tensor& compat, c10::ArrayRef<double> pos_std, c10::ArrayRef<double> bi_std,
-           int64_t iterations, int64_t h, int64_t w, bool logits)
-      : L_(unary_n.size(0)), h_(h), w_(w), P_(h * w), W_(lattice::chunk_width(L_)),
-        C_((L_ + W_ - 1) / W_) {
+           int64_t iterations, int64_t h, int64_t w, bool logits, bool for_inference)
+      : L_(unary_n.size(0)), h_(h), w_(w), P_(h * w) {
     const auto fopts = unary_n.options().dtype(at::kFloat);
+    bool all_diagonal = true;
+    for (int k = 0; k < kMaxKernels; ++k) all_diagonal &= !plan.active[k] || plan.diagonal[k];
+    const int row_width = for_inference ? B::row_width(L_, all_diagonal) : 0;
+    rows_ = row_width > 0;
+    W_ = rows_ ? row_width : lattice::chunk_width(L_);
+    C_ = (L_ + W_ - 1) / W_;
     // Energies in the chunked layout, the lowest of each pixel shifted to 0; padding lanes get an
     // infinite energy (Q = 0 there). See crf.h.
-    const at::Tensor u = region(unary_n).reshape({L_, P_}).t();
-    const at::Tensor energy = logits ? u.neg() : u;
-    unary_ = to_chunks(energy - energy.amin(1, /*keepdim=*/true), crf::kPadEnergy);
+    unary_ = B::chunked_energies(region(unary_n), logits, W_, C_);
     args_.P = P_;
     args_.L = L_;
     args_.C = C_;
     args_.unary = unary_.data_ptr<float>();
 
+    std::vector<at::Tensor> features;
     for (int k = 0; k < kMaxKernels && iterations > 0; ++k) {
       if (!plan.active[k]) continue;
-      const at::Tensor f = k == 0 ? crf_features(image_n, h, w, pos_std, false)
-                                  : crf_features(image_n, h, w, bi_std, true);
-      lat_.push_back(B::build(f));
+      features.push_back(k == 0 ? crf_features(image_n, h, w, pos_std, false)
+                                : crf_features(image_n, h, w, bi_std, true));
       compat_.push_back(compat[k]);
       if (plan.diagonal[k]) {
         diag_.push_back(at::zeros({C_ * W_}, fopts));
@@ -71,6 +102,8 @@ class CrfImage {
         diag_.emplace_back();
       }
     }
+    lat_ = B::build(features);
+    features.clear();
     used_ = static_cast<int>(lat_.size());
     iterations_ = used_ > 0 ? iterations : 0;
 
@@ -89,9 +122,10 @@ class CrfImage {
       B::symmetric_norm(response[s].select(1, 0).contiguous().data_ptr<float>(), P_,
                         norm.data_ptr<float>());
       B::scale_points(lat_[s], norm);  // the lattice now filters n F n (crf.h)
-      sliced_.push_back(at::empty({C_, P_, W_}, fopts));
-      scratch_.push_back(at::empty({2 * C_ * (B::vertices(lat_[s]) + 1) * W_}, fopts));
-      args_.sliced[s] = sliced_[s].data_ptr<float>();
+      sliced_.push_back(rows_ ? at::Tensor() : at::empty({C_, P_, W_}, fopts));
+      // Two vertex buffers per chunk, three in the row layout (CpuLattice::blurred_rows).
+      scratch_.push_back(at::empty({(rows_ ? 3 : 2) * C_ * (B::vertices(lat_[s]) + 1) * W_}, fopts));
+      args_.sliced[s] = rows_ ? nullptr : sliced_[s].data_ptr<float>();
       args_.compat[s] = compat_[s].data_ptr<float>();
       args_.diag[s] = diag_[s].defined() ? diag_[s].data_ptr<float>() : nullptr;
     }
@@ -101,6 +135,13 @@ class CrfImage {
   at::Tensor forward(std::vector<at::Tensor>* history = nullptr) {
     at::Tensor q = at::empty({C_, P_, W_}, unary_.options());
     args_.q = q.data_ptr<float>();
+    if constexpr (B::kRows) {
+      if (rows_) {
+        TORCH_INTERNAL_ASSERT(history == nullptr, "the row layout keeps no history");
+        forward_rows();
+        return q;
+      }
+    }
     args_.num_kernels = 0;  // Q_0 = softmax(-U)
     B::mean_field(args_, W_);
     for (int64_t it = 0; it < iterations_; ++it) {
@@ -156,6 +197,11 @@ class CrfImage {
     return grad_energy;
   }
 
+  // Q_T, the marginals, written into `plain` ([L, h, w], any strides).
+  void write_marginals(const at::Tensor& q, at::Tensor plain) const {
+    B::write_plain(q, plain);
+  }
+
   // [L, H, W] (or a region of it) <-> chunked [C][P][W], padding lanes set to `pad`.
   at::Tensor to_chunks(const at::Tensor& pixels_by_label, float pad = 0.0f) const {
     at::Tensor x = at::full({P_, C_ * W_}, pad, pixels_by_label.options());
@@ -172,6 +218,25 @@ class CrfImage {
   at::Tensor region(const at::Tensor& plain) const { return plain.slice(1, 0, h_).slice(2, 0, w_); }
 
  private:
+  // Inference in the backend's row layout (C_ = 1, W_ lanes): each iteration filters Q with every
+  // kernel and updates it in one B::mean_field_rows, which fuses the last pass of the filterings
+  // with the update, so no message array is written.
+  void forward_rows() {
+    const typename B::Lattice* lat[kMaxKernels];
+    float* sc[kMaxKernels];
+    for (int s = 0; s < used_; ++s) {
+      lat[s] = &lat_[s];
+      sc[s] = scratch_[s].data_ptr<float>();
+    }
+    args_.num_kernels = 0;  // Q_0 = softmax(-U)
+    B::mean_field_rows(args_, lat, sc, W_);
+    for (int64_t it = 0; it < iterations_; ++it) {
+      poll_interrupt();
+      args_.num_kernels = used_;
+      B::mean_field_rows(args_, lat, sc, W_);
+    }
+  }
+
   // Between iterations, on the thread that called the op (images run on the intra-op threads
   // poll in for_each_image instead).
   static void poll_interrupt() {
@@ -193,8 +258,9 @@ class CrfImage {
   }
 
   int64_t L_, h_, w_, P_;
-  int W_;
-  int64_t C_;
+  bool rows_ = false;  // inference in the backend's row layout
+  int W_ = 0;
+  int64_t C_ = 0;
   int used_ = 0;
   int64_t iterations_ = 0;
   at::Tensor unary_;
@@ -203,13 +269,14 @@ class CrfImage {
   MeanFieldArgs args_{};
 };
 
-// f(crf, n) for every image n with pixels, its CrfImage built; returns the [N, L, H, W] tensor the
-// images' results are written into (0 outside each valid region).
+// f(crf, n, result) for every image n with pixels, its CrfImage built, writing into `result`, the
+// image's valid region of the [N, L, H, W] tensor returned (0 outside those regions).
 template <class B, typename F>
 at::Tensor for_each_crf_image(const at::Tensor& unary_in, const at::Tensor& image,
                               const at::Tensor& compat_in, c10::ArrayRef<double> pos_std,
                               c10::ArrayRef<double> bi_std, int64_t iterations,
-                              const std::optional<at::Tensor>& sizes, bool logits, const F& f) {
+                              const std::optional<at::Tensor>& sizes, bool logits,
+                              bool for_inference, const F& f) {
   const DenseCrfPlan plan =
       check_dense_crf_inputs(unary_in, image, compat_in, pos_std, bi_std, iterations, sizes);
   const at::Tensor unary = unary_in.contiguous();
@@ -218,8 +285,9 @@ at::Tensor for_each_crf_image(const at::Tensor& unary_in, const at::Tensor& imag
   B::for_each_image(unary.size(0), [&](int64_t n) {
     const int64_t h = plan.height[n], w = plan.width[n];
     if (h * w == 0) return;
-    CrfImage<B> crf(plan, unary[n], image[n], compat, pos_std, bi_std, iterations, h, w, logits);
-    crf.region(out[n]).copy_(f(crf, n));
+    CrfImage<B> crf(plan, unary[n], image[n], compat, pos_std, bi_std, iterations, h, w, logits,
+                    for_inference);
+    f(crf, n, crf.region(out[n]));
   });
   return out;
 }
@@ -231,7 +299,9 @@ at::Tensor dense_crf_forward(const at::Tensor& unary, const at::Tensor& image,
                              c10::ArrayRef<double> bi_std, int64_t iterations,
                              const std::optional<at::Tensor>& sizes, bool logits) {
   return for_each_crf_image<B>(unary, image, compat, pos_std, bi_std, iterations, sizes, logits,
-                               [](CrfImage<B>& crf, int64_t) { return crf.to_plain(crf.forward()); });
+                               /*for_inference=*/true, [](CrfImage<B>& crf, int64_t, at::Tensor result) {
+                                 crf.write_marginals(crf.forward(), result);
+                               });
 }
 
 // dense_crf_backward on one backend: dLoss/dunary [N, L, H, W] for dLoss/dQ = grad, 0 outside
@@ -247,11 +317,11 @@ at::Tensor dense_crf_backward(const at::Tensor& grad, const at::Tensor& unary,
   TORCH_CHECK(grad.sizes() == unary.sizes(), "grad must have the shape of unary (",
               shape_str(unary), "), got ", shape_str(grad));
   return for_each_crf_image<B>(
-      unary, image, compat, pos_std, bi_std, iterations, sizes, logits,
-      [&](CrfImage<B>& crf, int64_t n) {
+      unary, image, compat, pos_std, bi_std, iterations, sizes, logits, /*for_inference=*/false,
+      [&](CrfImage<B>& crf, int64_t n, at::Tensor result) {
         const at::Tensor grad_energy = crf.to_plain(crf.backward(crf.region_to_chunks(grad[n])));
         // E = sign * unary (less a per-pixel constant, which Q does not see).
-        return logits ? grad_energy.neg() : grad_energy;
+        result.copy_(logits ? grad_energy.neg() : grad_energy);
       });
 }
 

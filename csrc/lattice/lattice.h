@@ -41,8 +41,11 @@ EMSEG_HD float embed_scale(int j, int d) {
 }
 
 // Lift one point onto the lattice: writes its d+1 vertex keys (row-major [(d+1), d]) and weights.
-// Cost: O(d^2) flops per point, dominated by the ranking of the remainders.
-EMSEG_HD void embed_point(const float* f, int d, const float* scale, int32_t* keys, float* bary) {
+// Cost: O(d^2) flops per point, dominated by the ranking of the remainders. D > 0 fixes d at
+// compile time (d_arg is then ignored), so the CPU's copies for the CRF's dimensions unroll.
+template <int D = 0>
+EMSEG_HD void embed_point(const float* f, int d_arg, const float* scale, int32_t* keys, float* bary) {
+  const int d = D > 0 ? D : d_arg;
   float elevated[kMaxDim + 1];
   int32_t rem0[kMaxDim + 1];
   int32_t rank[kMaxDim + 1];
@@ -68,9 +71,10 @@ EMSEG_HD void embed_point(const float* f, int d, const float* scale, int32_t* ke
     const float hi_v = lo_v < v ? lo_v + 1.0f : lo_v;
     const float hi = hi_v * up;
     const float lo = lo_v * up;
-    const int32_t r = static_cast<int32_t>(hi - elevated[i] < elevated[i] - lo ? hi : lo);
-    rem0[i] = r;
-    sum += r / (d + 1);
+    // The nearer multiple of d+1, as k (d+1): k directly, not r / (d+1), an integer division.
+    const int32_t k = static_cast<int32_t>(hi - elevated[i] < elevated[i] - lo ? hi_v : lo_v);
+    rem0[i] = k * (d + 1);
+    sum += k;
   }
 
   // Rank of each remainder (which simplex of the cell the point is in); ties go to the lower index.
@@ -175,8 +179,21 @@ EMSEG_HD int32_t hash_find(const int32_t* table, uint32_t mask, const int32_t* k
   return kEmpty;
 }
 
-// Neighbours of vertex v along all d+1 axes. Along axis j the neighbours differ by -/+ the vector
-// (d+1) e_j - 1 (in d+1 coordinates): every coordinate moves by 1 except j, which moves by d.
+// The keys of a vertex's -/+ neighbours along axis j (0..d): they differ by -/+ the vector
+// (d+1) e_j - 1 (in d+1 coordinates), so every coordinate moves by 1 except j, which moves by d
+// (the implied last coordinate is axis d).
+EMSEG_HD void axis_neighbour_keys(const int32_t* key, int d, int j, int32_t* lo, int32_t* hi) {
+  for (int i = 0; i < d; ++i) {
+    lo[i] = key[i] - 1;
+    hi[i] = key[i] + 1;
+  }
+  if (j < d) {
+    lo[j] = key[j] + d;
+    hi[j] = key[j] - d;
+  }
+}
+
+// Neighbours of vertex v along all d+1 axes, through a table of entries (hash_insert's).
 // `owner_entry` is the entry holding v's key; `entry_vertex` maps an owner entry to its vertex id
 // (null when the table's entries are the vertex ids themselves).
 // Writes nbr[(j*M + v)*2 + {0, 1}], M meaning "no such vertex". O((d+1) * d) probes' worth of work.
@@ -187,14 +204,7 @@ EMSEG_HD void find_neighbours(int32_t v, int32_t M, int d, int32_t owner_entry, 
   int32_t lo[kMaxDim];
   int32_t hi[kMaxDim];
   for (int j = 0; j <= d; ++j) {
-    for (int i = 0; i < d; ++i) {
-      lo[i] = key[i] - 1;
-      hi[i] = key[i] + 1;
-    }
-    if (j < d) {
-      lo[j] = key[j] + d;
-      hi[j] = key[j] - d;
-    }
+    axis_neighbour_keys(key, d, j, lo, hi);
     const int32_t a = hash_find(table, mask, keys, d, lo);
     const int32_t b = hash_find(table, mask, keys, d, hi);
     const int64_t base = (static_cast<int64_t>(j) * M + v) * 2;
@@ -224,6 +234,10 @@ EMSEG_HD int64_t chunk_offset(int64_t i, int64_t c, int64_t P, int W) {
 typedef float vf4 __attribute__((vector_size(16), aligned(4)));  // unaligned 4-float row piece
 typedef int32_t vi4 __attribute__((vector_size(16), aligned(4)));
 inline vf4 vf4_set(float x) { return vf4{x, x, x, x}; }
+// Eight lanes: a row group of the CPU's row layout (CpuLattice::splat_rows).
+typedef float vf8 __attribute__((vector_size(32), aligned(4)));
+typedef int32_t vi8 __attribute__((vector_size(32), aligned(4)));
+inline vf8 vf8_set(float x) { return vf8{x, x, x, x, x, x, x, x}; }
 // A whole row of a chunk as one vector: two SSE operations each, or one where the caller is
 // compiled for AVX (lattice_cpu.cpp dispatches to such a copy at run time).
 template <int W>

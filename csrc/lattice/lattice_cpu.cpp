@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <memory>
+#include <optional>
 
 #include "lattice/lattice.h"
 #include "lattice/lattice_checks.h"
@@ -22,98 +23,195 @@ constexpr int64_t kPointGrain = 2048;
 constexpr int64_t kVertexGrain = 1024;
 }  // namespace
 
-CpuLattice::CpuLattice(const float* features, int64_t P, int d, bool parallel) : P_(P), d_(d) {
-  // Serial build: run each pass as one range on this thread.
-  auto loop = [parallel](int64_t n, int64_t grain, const auto& f) {
-    if (parallel) {
-      parallel_blocks(n, grain, f);
-    } else if (n > 0) {
-      f(int64_t(0), n);
-    }
-  };
-  const int64_t E = P * (d + 1);
-  // Uninitialised scratch: every element is written before it is read.
-  std::unique_ptr<int32_t[]> keys(new int32_t[E * d]);
-  std::unique_ptr<int32_t[]> owner(new int32_t[E]);
-  vert_.resize(E);
-  bary_.resize(E);
+// Open-addressing hash from vertex keys to vertex ids, over a dense [M, d] key array in id order,
+// grown by doubling at load 1/2. Each slot keeps its key's hash beside the id, so a probe that
+// misses is decided within the slot array (a few adjacent slots, one cache line) without reading
+// the key array. Filled by one thread: no atomics, and ids come out in the order the entries
+// first meet their keys (point order), so the lattice is the same on every run.
+class VertexTable {
+ public:
+  VertexTable(int d, int64_t expected) : d_(d) { rehash(table_capacity(expected)); }
 
-  // 1. Embed every point: its d+1 keys and weights. O(d^2) per point, parallel.
+  int32_t find(const int32_t* key) const { return probe(key, hash_key(key, d_)).id; }
+
+  int32_t find_or_insert(const int32_t* key) {
+    const uint32_t h = hash_key(key, d_);
+    Slot& slot = probe(key, h);
+    if (slot.id != kEmpty) return slot.id;
+    slot = Slot{size_++, h};
+    keys_.insert(keys_.end(), key, key + d_);
+    if (2 * static_cast<uint64_t>(size_) > slots_.size()) rehash(2 * slots_.size());
+    return size_ - 1;
+  }
+
+  int32_t size() const { return size_; }
+  const int32_t* key(int32_t v) const { return keys_.data() + static_cast<int64_t>(v) * d_; }
+
+ private:
+  struct Slot {
+    int32_t id;
+    uint32_t hash;
+  };
+
+  // The slot holding `key`, or the empty slot where it would go.
+  Slot& probe(const int32_t* key, uint32_t h) const {
+    uint32_t i = h & mask_;
+    for (;;) {
+      Slot& slot = slots_[i];
+      if (slot.id == kEmpty || (slot.hash == h && keys_equal(this->key(slot.id), key, d_))) {
+        return slot;
+      }
+      i = (i + 1) & mask_;
+    }
+  }
+
+  void rehash(uint64_t capacity) {
+    slots_.assign(capacity, Slot{kEmpty, 0});
+    mask_ = static_cast<uint32_t>(capacity - 1);
+    for (int32_t v = 0; v < size_; ++v) {
+      const uint32_t h = hash_key(key(v), d_);
+      probe(key(v), h) = Slot{v, h};
+    }
+  }
+
+  int d_;
+  int32_t size_ = 0;
+  uint32_t mask_ = 0;
+  mutable std::vector<Slot> slots_;
+  std::vector<int32_t> keys_;
+};
+
+// One pass over the points does the embedding and the vertex numbering together: each point's d+1
+// keys go straight into the table, so no [P (d+1), d] key array is ever written (the largest
+// buffer of a two-pass build, and most of its time in page faults). Neighbouring points share many
+// of their vertices, so each key is first looked for among the previous point's: about half the
+// entries then never touch the table. Sequential; D > 0 is d fixed at compile time.
+template <int D>
+void find_vertices(const float* features, int64_t P, int d_arg, VertexTable& table, int32_t* vert,
+                   float* bary) {
+  const int d = D > 0 ? D : d_arg;
   float scale[kMaxDim];
   for (int j = 1; j <= d; ++j) scale[j - 1] = embed_scale(j, d);
-  loop(P, kPointGrain, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) {
-      embed_point(features + i * d, d, scale, keys.get() + i * (d + 1) * d, bary_.data() + i * (d + 1));
-    }
-  });
-
-  // 2. Insert every entry's key into a shared hash table (the same lock-free insert as on the GPU).
-  // Neighbouring points share vertices, so images have far fewer vertices than entries: start with
-  // a table sized for P keys (cache-resident) and rebuild at the worst case, E, if it fills up.
-  std::vector<int32_t> table;
-  uint32_t cap = 0;
-  for (int64_t expected : {std::min<int64_t>(E, std::max<int64_t>(P, 64)), E}) {
-    cap = table_capacity(expected);
-    table.assign(cap, kEmpty);
-    int32_t created = 0;
-    std::atomic<bool> full{false};
-    loop(E, kPointGrain, [&](int64_t lo, int64_t hi) {
-      for (int64_t e = lo; e < hi && !full.load(std::memory_order_relaxed); ++e) {
-        owner[e] = hash_insert(table.data(), cap - 1, keys.get(), d, static_cast<int32_t>(e),
-                               &created);
-        // Past 3/4 load the probes grow long; give up and take the worst-case size.
-        if (owner[e] == kEmpty || __atomic_load_n(&created, __ATOMIC_RELAXED) > int64_t(cap) * 3 / 4) {
-          full.store(true, std::memory_order_relaxed);
+  int32_t keys[2][(kMaxDim + 1) * kMaxDim];
+  for (int64_t i = 0; i < P; ++i) {
+    const int64_t base = i * (d + 1);
+    int32_t* key = keys[i & 1];
+    const int32_t* prev_key = keys[(i & 1) ^ 1];
+    embed_point<D>(features + i * d, d, scale, key, bary + base);
+    for (int r = 0; r <= d; ++r) {
+      int32_t v = kEmpty;
+      for (int q = 0; i > 0 && q <= d; ++q) {
+        if (keys_equal(prev_key + q * d, key + r * d, d)) {
+          v = vert[base - (d + 1) + q];
+          break;
         }
       }
-    });
-    if (!full.load()) break;
-    TORCH_CHECK(expected != E, "permutohedral lattice: hash table overflow (internal error)");
-  }
-
-  // 3. Number the vertices in the order of their owner entries. Which entry of a shared key owns
-  // it depends on which thread's CAS won, so the numbering may change from run to run; what each
-  // vertex sums (its entries in entry order, step 4) and its neighbours do not, so the outputs are
-  // deterministic.
-  std::unique_ptr<int32_t[]> entry_vertex(new int32_t[E]);  // read only at owner entries
-  std::vector<int32_t> owner_of_vertex;
-  int32_t M = 0;
-  for (int64_t e = 0; e < E; ++e) {
-    if (owner[e] == e) entry_vertex[e] = M++;
-  }
-  owner_of_vertex.resize(M);
-  M_ = M;
-  for (int64_t e = 0; e < E; ++e) {
-    if (owner[e] == e) owner_of_vertex[entry_vertex[e]] = static_cast<int32_t>(e);
-  }
-  loop(E, kPointGrain, [&](int64_t lo, int64_t hi) {
-    for (int64_t e = lo; e < hi; ++e) vert_[e] = entry_vertex[owner[e]];
-  });
-
-  // 4. Blur neighbours of every vertex along every axis: 2 (d+1) hash probes per vertex. Most
-  // probes miss or compare keys; against the entry table both hit memory all over the E-entry key
-  // array, so first re-hash the M distinct keys into a compact table over a dense [M, d] key copy
-  // (a few hundred KB for an image: cache-resident), then probe that.
-  std::unique_ptr<int32_t[]> vkeys(new int32_t[int64_t(M) * d]);
-  loop(M, kVertexGrain, [&](int64_t lo, int64_t hi) {
-    for (int64_t v = lo; v < hi; ++v) {
-      std::copy_n(keys.get() + int64_t(owner_of_vertex[v]) * d, d, vkeys.get() + v * d);
+      vert[base + r] = v != kEmpty ? v : table.find_or_insert(key + r * d);
     }
+  }
+}
+
+namespace {
+
+// The vertex pass of points [lo, hi) of a set into its own table (vert holding the table's ids).
+void find_part_vertices(const CpuLattice::Points& set, int64_t lo, int64_t hi, VertexTable& table,
+                        int32_t* vert, float* bary) {
+  const int d = set.d;
+  const float* f = set.features + lo * d;
+  int32_t* v = vert + lo * (d + 1);
+  float* b = bary + lo * (d + 1);
+  // Copies for the dense CRF's dimensions (2: position, 5: bilateral) and 3 (grayscale bilateral).
+  switch (d) {
+    case 2: return find_vertices<2>(f, hi - lo, d, table, v, b);
+    case 3: return find_vertices<3>(f, hi - lo, d, table, v, b);
+    case 5: return find_vertices<5>(f, hi - lo, d, table, v, b);
+    default: return find_vertices<0>(f, hi - lo, d, table, v, b);
+  }
+}
+
+// Below this many points a set is one part: splitting it would cost more than it saves.
+constexpr int64_t kMinPartPoints = 8192;
+
+}  // namespace
+
+// Each set's points are split into two fixed halves, whatever the thread count; every half finds
+// its vertices into its own table (a sequential pass), all halves of all sets at once. The second
+// half's vertices are then merged into the first's table (new ids follow the first half's) and
+// its entries renumbered, and the neighbour links made with every thread. The ids, hence the
+// lattice, are the same on any number of threads.
+std::vector<CpuLattice> CpuLattice::build(const std::vector<Points>& sets) {
+  struct Part {
+    int set;
+    int64_t lo, hi;
+    std::optional<VertexTable> table;
+  };
+  std::vector<CpuLattice> lattices;
+  std::vector<Part> parts;
+  for (int s = 0; s < static_cast<int>(sets.size()); ++s) {
+    const Points& set = sets[s];
+    lattices.push_back(CpuLattice(set.P, set.d));
+    lattices.back().vert_.resize(set.P * (set.d + 1));
+    lattices.back().bary_.resize(set.P * (set.d + 1));
+    const int64_t half = set.P >= kMinPartPoints ? set.P / 2 : set.P;
+    parts.push_back(Part{s, 0, half, std::nullopt});
+    if (half < set.P) parts.push_back(Part{s, half, set.P, std::nullopt});
+  }
+  // The costliest parts first, so the last ones to finish are short.
+  std::vector<int> order(parts.size());
+  for (size_t k = 0; k < parts.size(); ++k) order[k] = static_cast<int>(k);
+  auto cost = [&](int k) { return (parts[k].hi - parts[k].lo) * (sets[parts[k].set].d + 1); };
+  std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return cost(x) > cost(y); });
+  run_tasks(static_cast<int64_t>(parts.size()), [&](int64_t t) {
+    Part& part = parts[order[t]];
+    const Points& set = sets[part.set];
+    CpuLattice& lat = lattices[part.set];
+    // Images have far fewer vertices than entries: start small.
+    part.table.emplace(set.d, std::max<int64_t>(64, (part.hi - part.lo) / 8));
+    find_part_vertices(set, part.lo, part.hi, *part.table, lat.vert_.data(), lat.bary_.data());
   });
-  keys.reset();
-  const uint32_t vcap = table_capacity(M);
-  std::vector<int32_t> vtable(vcap, kEmpty);
-  int32_t vcreated = 0;
-  loop(M, kVertexGrain, [&](int64_t lo, int64_t hi) {
-    for (int64_t v = lo; v < hi; ++v) {
-      hash_insert(vtable.data(), vcap - 1, vkeys.get(), d, static_cast<int32_t>(v), &vcreated);
+  // Merge each set's second half into its first (sets in parallel).
+  std::vector<VertexTable*> table(sets.size());
+  for (Part& part : parts) {
+    if (part.lo == 0) table[part.set] = &*part.table;
+  }
+  run_tasks(static_cast<int64_t>(parts.size()), [&](int64_t k) {
+    Part& part = parts[k];
+    if (part.lo == 0) return;
+    const int d = sets[part.set].d;
+    std::vector<int32_t> merged(part.table->size());
+    for (int32_t v = 0; v < part.table->size(); ++v) {
+      merged[v] = table[part.set]->find_or_insert(part.table->key(v));
     }
+    int32_t* vert = lattices[part.set].vert_.data();
+    for (int64_t e = part.lo * (d + 1); e < part.hi * (d + 1); ++e) vert[e] = merged[vert[e]];
+    part.table.reset();
   });
-  nbr_.resize(static_cast<int64_t>(d + 1) * M * 2);
-  loop(M, kVertexGrain, [&](int64_t lo, int64_t hi) {
+  for (size_t s = 0; s < sets.size(); ++s) {
+    lattices[s].M_ = table[s]->size();
+    lattices[s].link(*table[s]);
+  }
+  return lattices;
+}
+
+void CpuLattice::link(const VertexTable& table) {
+  const int d = d_;
+  const int32_t M = static_cast<int32_t>(M_);
+  // Only the + neighbours are looked up: u is v's + neighbour along an axis exactly when v is u's
+  // - neighbour (axis_neighbour_keys), so each find fills both links. Every (u, axis, -) link has
+  // one writer, u's unique - neighbour, so threads never write the same slot.
+  nbr_.assign(static_cast<int64_t>(d + 1) * M * 2, M);
+  parallel_blocks(M, kVertexGrain, [&](int64_t lo, int64_t hi) {
+    int32_t lo_key[kMaxDim];
+    int32_t hi_key[kMaxDim];
     for (int64_t v = lo; v < hi; ++v) {
-      find_neighbours(static_cast<int32_t>(v), M, d, static_cast<int32_t>(v), vtable.data(),
-                      vcap - 1, vkeys.get(), nullptr, nbr_.data());
+      for (int j = 0; j <= d; ++j) {
+        axis_neighbour_keys(table.key(static_cast<int32_t>(v)), d, j, lo_key, hi_key);
+        const int32_t u = table.find(hi_key);
+        if (u == kEmpty) continue;
+        int32_t* axis = nbr_.data() + static_cast<int64_t>(j) * M * 2;
+        axis[v * 2 + 1] = u;
+        axis[static_cast<int64_t>(u) * 2] = static_cast<int32_t>(v);
+      }
     }
   });
 }
@@ -210,6 +308,75 @@ void CpuLattice::filter_chunk(const float* in, float* out, float* buf_a, float* 
     for (int64_t i = lo; i < hi; ++i) slice_point<W>(i, d, vert_.data(), bary_.data(), a, scale, out);
   });
 }
+
+#if EMSEG_HOST_SIMD
+template <int G>
+const float* CpuLattice::blurred_rows(const float* in, float* a, float* b, float* c) const {
+  const int64_t M = M_;
+  const int d = d_;
+  constexpr int64_t R = 8 * G;
+  // Splat: two fixed halves of the points, each scattered in point order into its own buffer (a,
+  // c) by its own task, then added by the first blur pass. A scatter reads the input once, in
+  // order, and its vertex rows stay in cache (neighbouring points share vertices); a gather per
+  // vertex would fetch each input row d+1 times from all over the image. Two halves whatever the
+  // thread count, so the sums do not depend on it.
+  float* part[2] = {a, c};
+  const int64_t half = P_ / 2;
+  run_tasks(2, [&](int64_t p) {
+    float* acc = part[p];
+    std::fill(acc, acc + (M + 1) * R, 0.0f);
+    const int64_t lo = p == 0 ? 0 : half, hi = p == 0 ? half : P_;
+    auto scatter = [&](int64_t, int64_t) {
+      for (int64_t i = lo; i < hi; ++i) {
+        const vf8* x = reinterpret_cast<const vf8*>(in + i * R);
+        const int64_t base = i * (d + 1);
+        for (int r = 0; r <= d; ++r) {
+          vf8* o = reinterpret_cast<vf8*>(acc + static_cast<int64_t>(vert_[base + r]) * R);
+          const float w = bary_[base + r];
+          for (int g = 0; g < G; ++g) o[g] += w * x[g];
+        }
+      }
+    };
+    if (cpu_has_avx2()) {
+      run_avx2(scatter, 0, 0);
+    } else {
+      run_default(scatter, 0, 0);
+    }
+  });
+  std::fill(b + M * R, b + (M + 1) * R, 0.0f);
+  for (int step = 0; step <= d; ++step) {
+    const int32_t* nbr_axis = nbr_.data() + static_cast<int64_t>(blur_axis(step, d, false)) * M * 2;
+    const bool first = step == 0;
+    parallel_blocks_as_passes(M, kVertexGrain, [&](int64_t lo, int64_t hi) {
+      for (int64_t v = lo; v < hi; ++v) {
+        const int64_t n0 = static_cast<int64_t>(nbr_axis[2 * v]) * R;
+        const int64_t n1 = static_cast<int64_t>(nbr_axis[2 * v + 1]) * R;
+        const vf8* centre = reinterpret_cast<const vf8*>(a + v * R);
+        const vf8* lo_row = reinterpret_cast<const vf8*>(a + n0);
+        const vf8* hi_row = reinterpret_cast<const vf8*>(a + n1);
+        vf8* o = reinterpret_cast<vf8*>(b + v * R);
+        if (first) {
+          const vf8* centre2 = reinterpret_cast<const vf8*>(c + v * R);
+          const vf8* lo2 = reinterpret_cast<const vf8*>(c + n0);
+          const vf8* hi2 = reinterpret_cast<const vf8*>(c + n1);
+          for (int g = 0; g < G; ++g) {
+            o[g] = (centre[g] + centre2[g]) + 0.5f * ((lo_row[g] + lo2[g]) + (hi_row[g] + hi2[g]));
+          }
+        } else {
+          for (int g = 0; g < G; ++g) o[g] = centre[g] + 0.5f * (lo_row[g] + hi_row[g]);
+        }
+      }
+    });
+    std::swap(a, b);
+  }
+  return a;
+}
+
+template const float* CpuLattice::blurred_rows<1>(const float*, float*, float*, float*) const;
+template const float* CpuLattice::blurred_rows<2>(const float*, float*, float*, float*) const;
+template const float* CpuLattice::blurred_rows<3>(const float*, float*, float*, float*) const;
+template const float* CpuLattice::blurred_rows<4>(const float*, float*, float*, float*) const;
+#endif
 
 template void CpuLattice::filter_chunk<4>(const float*, float*, float*, float*, bool, bool) const;
 template void CpuLattice::filter_chunk<8>(const float*, float*, float*, float*, bool, bool) const;

@@ -82,11 +82,22 @@ void parallel_blocks_as_passes(int64_t n, int64_t block, const F& f) {
   });
 }
 
+class VertexTable;
+
 class CpuLattice {
  public:
-  // features: [P, d] row-major float, already divided by their standard deviations. 1 <= d <= 16.
-  // With parallel = false the build runs on the calling thread (to build several lattices at once).
-  CpuLattice(const float* features, int64_t P, int d, bool parallel = true);
+  // A point set: features [P, d] row-major float, already divided by their standard deviations,
+  // 1 <= d <= 16.
+  struct Points {
+    const float* features;
+    int64_t P;
+    int d;
+  };
+  // The lattices of several point sets, built with every thread at once (see build in the .cpp).
+  static std::vector<CpuLattice> build(const std::vector<Points>& sets);
+  CpuLattice(const float* features, int64_t P, int d)
+      : CpuLattice(std::move(build({Points{features, P, d}}).front())) {}
+  CpuLattice(CpuLattice&&) noexcept = default;
 
   int64_t num_points() const { return P_; }
   int64_t num_vertices() const { return M_; }
@@ -105,6 +116,26 @@ class CpuLattice {
   // dense CRF's symmetric normalisation, applied once instead of every iteration).
   void scale_points(const float* n);
 
+#if EMSEG_HOST_SIMD
+  // The filter in the row layout, [P][8 G] (all of a point's channels in one row, as G groups of
+  // 8 lanes), in two halves so a caller can fuse its own per-point work into the slice:
+  // blurred_rows leaves blur(splat(in)) in a, b or c ([M + 1][8 G] each) and returns which;
+  // slice_row_add adds point i's slice times `gain` to acc. The passes are split over threads
+  // and the result does not depend on their number. Reading each entry's vertex and weight once
+  // for all channels (not once per chunk) is what the layout saves.
+  template <int G>
+  const float* blurred_rows(const float* in, float* a, float* b, float* c) const;
+  template <int G>
+  void slice_row_add(int64_t i, const float* values, float gain, vf8* acc) const {
+    const int64_t base = i * (d_ + 1);
+    for (int r = 0; r <= d_; ++r) {
+      const float w = bary_[base + r] * gain;
+      const vf8* x = reinterpret_cast<const vf8*>(values + static_cast<int64_t>(vert_[base + r]) * 8 * G);
+      for (int g = 0; g < G; ++g) acc[g] += w * x[g];
+    }
+  }
+#endif
+
   // Plain layout: out[P, V] = lattice response to in[P, V] (or its transpose's, with adjoint).
   // Parallel over chunks (or within one).
   void filter(const float* in, float* out, int64_t V, bool adjoint = false) const;
@@ -119,6 +150,9 @@ class CpuLattice {
   template <int W>
   EMSEG_AVX2_TARGET void passes_avx2(const float* in, float* out, float* a, float* b,
                                      bool adjoint) const;
+
+  CpuLattice(int64_t P, int d) : P_(P), d_(d) {}
+  void link(const VertexTable& table);  // the blur neighbours, from the vertex keys
 
   int64_t P_;
   int d_;
