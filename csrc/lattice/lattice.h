@@ -179,39 +179,46 @@ EMSEG_HD int32_t hash_find(const int32_t* table, uint32_t mask, const int32_t* k
   return kEmpty;
 }
 
-// The keys of a vertex's -/+ neighbours along axis j (0..d): they differ by -/+ the vector
-// (d+1) e_j - 1 (in d+1 coordinates), so every coordinate moves by 1 except j, which moves by d
-// (the implied last coordinate is axis d).
-EMSEG_HD void axis_neighbour_keys(const int32_t* key, int d, int j, int32_t* lo, int32_t* hi) {
-  for (int i = 0; i < d; ++i) {
-    lo[i] = key[i] - 1;
-    hi[i] = key[i] + 1;
-  }
-  if (j < d) {
-    lo[j] = key[j] + d;
-    hi[j] = key[j] - d;
+// The key of a vertex's + neighbour along axis j (0..d): the vertex moves by the vector
+// 1 - (d+1) e_j (in d+1 coordinates), so every coordinate moves by +1 except j, which moves by -d
+// (the implied last coordinate is axis d). The - neighbour moves by the opposite vector.
+EMSEG_HD void plus_neighbour_key(const int32_t* key, int d, int j, int32_t* out) {
+  for (int i = 0; i < d; ++i) out[i] = key[i] + 1;
+  if (j < d) out[j] = key[j] - d;
+}
+
+// The blur links of vertex v (its key: `key`) along all d+1 axes, from its + neighbours alone:
+// find(key) is the vertex with that key or kEmpty. When u is v's + neighbour along j, v is u's -
+// neighbour, so one lookup fills both links: nbr[(j M + v) 2 + 1] = u and nbr[(j M + u) 2] = v.
+// nbr [d+1, M, 2] is filled with M (no such vertex) beforehand. Every (u, j, -) link has one
+// writer, u's unique - neighbour, so vertices can be linked in parallel. d+1 lookups per vertex.
+template <typename Find>
+EMSEG_HD void link_vertex(int32_t v, int32_t M, int d, const int32_t* key, const Find& find,
+                          int32_t* nbr) {
+  int32_t plus[kMaxDim];
+  for (int j = 0; j <= d; ++j) {
+    plus_neighbour_key(key, d, j, plus);
+    const int32_t u = find(plus);
+    if (u == kEmpty) continue;
+    int32_t* axis = nbr + static_cast<int64_t>(j) * M * 2;
+    axis[static_cast<int64_t>(v) * 2 + 1] = u;
+    axis[static_cast<int64_t>(u) * 2] = v;
   }
 }
 
-// Neighbours of vertex v along all d+1 axes, through a table of entries (hash_insert's).
-// `owner_entry` is the entry holding v's key; `entry_vertex` maps an owner entry to its vertex id
-// (null when the table's entries are the vertex ids themselves).
-// Writes nbr[(j*M + v)*2 + {0, 1}], M meaning "no such vertex". O((d+1) * d) probes' worth of work.
-EMSEG_HD void find_neighbours(int32_t v, int32_t M, int d, int32_t owner_entry, const int32_t* table,
-                              uint32_t mask, const int32_t* keys, const int32_t* entry_vertex,
-                              int32_t* nbr) {
-  const int32_t* key = keys + static_cast<int64_t>(owner_entry) * d;
-  int32_t lo[kMaxDim];
-  int32_t hi[kMaxDim];
-  for (int j = 0; j <= d; ++j) {
-    axis_neighbour_keys(key, d, j, lo, hi);
-    const int32_t a = hash_find(table, mask, keys, d, lo);
-    const int32_t b = hash_find(table, mask, keys, d, hi);
-    const int64_t base = (static_cast<int64_t>(j) * M + v) * 2;
-    nbr[base] = a == kEmpty ? M : (entry_vertex ? entry_vertex[a] : a);
-    nbr[base + 1] = b == kEmpty ? M : (entry_vertex ? entry_vertex[b] : b);
+// link_vertex's find over hash_insert's table of entries (the GPU's): the vertex of the entry
+// holding the key.
+struct EntryTableFind {
+  const int32_t* table;
+  uint32_t mask;
+  const int32_t* keys;
+  int d;
+  const int32_t* entry_vertex;
+  EMSEG_HD int32_t operator()(const int32_t* key) const {
+    const int32_t e = hash_find(table, mask, keys, d, key);
+    return e == kEmpty ? kEmpty : entry_vertex[e];
   }
-}
+};
 
 // Filtering works on channel chunks: values of V channels are stored as ceil(V / W) arrays
 // [P][W] (zero-padded), and each chunk goes through splat, blur and slice on its own. Chunks are

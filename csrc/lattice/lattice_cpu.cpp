@@ -196,22 +196,12 @@ std::vector<CpuLattice> CpuLattice::build(const std::vector<Points>& sets) {
 void CpuLattice::link(const VertexTable& table) {
   const int d = d_;
   const int32_t M = static_cast<int32_t>(M_);
-  // Only the + neighbours are looked up: u is v's + neighbour along an axis exactly when v is u's
-  // - neighbour (axis_neighbour_keys), so each find fills both links. Every (u, axis, -) link has
-  // one writer, u's unique - neighbour, so threads never write the same slot.
   nbr_.assign(static_cast<int64_t>(d + 1) * M * 2, M);
+  auto find = [&table](const int32_t* key) { return table.find(key); };
   parallel_blocks(M, kVertexGrain, [&](int64_t lo, int64_t hi) {
-    int32_t lo_key[kMaxDim];
-    int32_t hi_key[kMaxDim];
     for (int64_t v = lo; v < hi; ++v) {
-      for (int j = 0; j <= d; ++j) {
-        axis_neighbour_keys(table.key(static_cast<int32_t>(v)), d, j, lo_key, hi_key);
-        const int32_t u = table.find(hi_key);
-        if (u == kEmpty) continue;
-        int32_t* axis = nbr_.data() + static_cast<int64_t>(j) * M * 2;
-        axis[v * 2 + 1] = u;
-        axis[static_cast<int64_t>(u) * 2] = static_cast<int32_t>(v);
-      }
+      link_vertex(static_cast<int32_t>(v), M, d, table.key(static_cast<int32_t>(v)), find,
+                  nbr_.data());
     }
   });
 }

@@ -37,8 +37,8 @@ __global__ void neighbours_kernel(int32_t M, int d, const int32_t* owner_of_vert
                                   const int32_t* entry_vertex, int32_t* nbr) {
   const int64_t v = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (v >= M) return;
-  find_neighbours(static_cast<int32_t>(v), M, d, owner_of_vertex[v], table, mask, keys,
-                  entry_vertex, nbr);
+  link_vertex(static_cast<int32_t>(v), M, d, keys + static_cast<int64_t>(owner_of_vertex[v]) * d,
+              EntryTableFind{table, mask, keys, d, entry_vertex}, nbr);
 }
 
 // The three filtering passes: one row of W floats per thread, chunks c = blockIdx.y, blockIdx.y +

@@ -60,7 +60,7 @@ class CudaLattice {
     // its largest value).
     start_ = at::searchsorted(std::get<0>(sorted), at::arange(int64_t(M_) + 1, iopts),
                               /*out_int32=*/true);
-    nbr_ = at::empty({int64_t(d_ + 1) * M_ * 2}, iopts);
+    nbr_ = at::full({int64_t(d_ + 1) * M_ * 2}, M_, iopts);  // link_vertex fills the links found
     owner_of_vertex = owner_of_vertex.contiguous();
     C10_CUDA_CHECK(cuda::neighbours(M_, d_, owner_of_vertex.data_ptr<int32_t>(),
                                     table.data_ptr<int32_t>(), cap, keys.data_ptr<int32_t>(),
