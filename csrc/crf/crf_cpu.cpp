@@ -1,7 +1,9 @@
 // CPU dense-CRF mean-field inference and its gradient: the CPU hooks of the shared driver
 // (crf_driver.h). What stays here is what the CPU does its own way: lattices built and filtered by
-// CpuLattice, filterings as one task per (kernel, chunk), the per-pixel loops compiled twice
-// (baseline and AVX2 + FMA) and picked at run time.
+// CpuLattice; inference in the row layout (mean_field_rows, the filterings fused with the update);
+// elsewhere (the backward, full compatibilities, > 32 labels) filterings as one task per (kernel,
+// chunk); the layout conversions as loops; the per-pixel loops compiled twice (baseline and
+// AVX2 + FMA) and picked at run time.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>

@@ -27,7 +27,8 @@
 //   static void mean_field_rows(const MeanFieldArgs&, const Lattice* const* lat, float* const* scratch, int width);
 //
 // Memory, P pixels, L labels (C W = L rounded up to 4 or 8), K active kernels, M_k vertices:
-// forward 8 P C W (U, Q) + K (4 P C W + 8 C (M_k + 1) W) bytes besides the lattices; the
+// forward 8 P C W (U, Q) + K (4 P C W + 8 C (M_k + 1) W) bytes besides the lattices, or in a
+// backend's row layout (R lanes) 8 P R + K 12 (M_k + 1) R (no message arrays); the
 // backward keeps every iteration's marginals, (T + 1) 4 P C W bytes for T iterations, and
 // (2 + K) more [P, C W] buffers (it recomputes the forward rather than having the forward store
 // them, so inference pays nothing for differentiability).
