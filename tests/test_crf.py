@@ -255,6 +255,17 @@ def test_inputs_that_must_just_work(device):
     torch.testing.assert_close(q, torch.softmax(-u, 1))
 
 
+def test_width_one_with_any_last_stride():
+    # [N, L, H, 1] made by a transpose has last stride H, yet counts as contiguous (a size-1
+    # dimension's stride is ignored): the op must read it as the copy with unit strides.
+    g = torch.Generator().manual_seed(3)
+    u = torch.rand(1, 4, 1, 13, generator=g).transpose(2, 3)
+    image = torch.randint(0, 256, (1, 3, 13, 1), dtype=torch.uint8, generator=g)
+    assert u.is_contiguous() and u.stride(3) != 1
+    expected = dense_crf(torch.from_numpy(u.numpy().copy()), image)
+    torch.testing.assert_close(dense_crf(u, image), expected, rtol=0, atol=0)
+
+
 def test_large_image_within_memory():
     # 2000 x 2000 pixels, 2 labels, DeepLab's kernels: 4 M pixels in two lattices (peak RSS measured
     # at about 1.8 GB, most of it the bilateral lattice's build-time keys and hash table).

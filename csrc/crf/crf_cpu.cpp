@@ -114,7 +114,8 @@ struct CpuCrfBackend {
     const int64_t L = unary_region.size(0), h = unary_region.size(1), w = unary_region.size(2);
     const int64_t P = h * w;
     const int64_t label_stride = unary_region.stride(0), row_stride = unary_region.stride(1);
-    TORCH_INTERNAL_ASSERT(unary_region.stride(2) == 1);
+    // A width-1 tensor counts as contiguous whatever its last stride: x is then always 0.
+    TORCH_INTERNAL_ASSERT(w == 1 || unary_region.stride(2) == 1);
     const float* u = unary_region.data_ptr<float>();
     const float sign = logits ? -1.0f : 1.0f;
     at::Tensor chunks = at::empty({C, P, W}, unary_region.options());
@@ -129,10 +130,15 @@ struct CpuCrfBackend {
           for (int64_t x = 0; x < w; ++x) lowest[x] = std::min(lowest[x], sign * plane[x]);
         }
         for (int64_t l = 0; l < C * W; ++l) {
+          if (l >= L) {  // padding lanes
+            for (int64_t x = 0; x < w; ++x) {
+              out[lattice::chunk_offset(y * w + x, l, P, W)] = crf::kPadEnergy;
+            }
+            continue;
+          }
           const float* plane = row + l * label_stride;
           for (int64_t x = 0; x < w; ++x) {
-            out[lattice::chunk_offset(y * w + x, l, P, W)] =
-                l < L ? sign * plane[x] - lowest[x] : crf::kPadEnergy;
+            out[lattice::chunk_offset(y * w + x, l, P, W)] = sign * plane[x] - lowest[x];
           }
         }
       }
@@ -145,7 +151,7 @@ struct CpuCrfBackend {
     const int64_t L = plain.size(0), h = plain.size(1), w = plain.size(2), P = chunks.size(1);
     const int W = static_cast<int>(chunks.size(2));
     const int64_t label_stride = plain.stride(0), row_stride = plain.stride(1);
-    TORCH_INTERNAL_ASSERT(plain.stride(2) == 1 && chunks.is_contiguous());
+    TORCH_INTERNAL_ASSERT((w == 1 || plain.stride(2) == 1) && chunks.is_contiguous());
     const float* q = chunks.data_ptr<float>();
     float* out = plain.data_ptr<float>();
     lattice::parallel_blocks(h, 8, [&](int64_t lo, int64_t hi) {

@@ -241,7 +241,7 @@ EMSEG_HD int64_t chunk_offset(int64_t i, int64_t c, int64_t P, int W) {
 typedef float vf4 __attribute__((vector_size(16), aligned(4)));  // unaligned 4-float row piece
 typedef int32_t vi4 __attribute__((vector_size(16), aligned(4)));
 inline vf4 vf4_set(float x) { return vf4{x, x, x, x}; }
-// Eight lanes: a row group of the CPU's row layout (CpuLattice::splat_rows).
+// Eight lanes: a row group of the CPU's row layout (CpuLattice::blurred_rows).
 typedef float vf8 __attribute__((vector_size(32), aligned(4)));
 typedef int32_t vi8 __attribute__((vector_size(32), aligned(4)));
 inline vf8 vf8_set(float x) { return vf8{x, x, x, x, x, x, x, x}; }
