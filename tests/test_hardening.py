@@ -59,6 +59,11 @@ def run_cli(module: str, *argv, env=None, cwd=None) -> subprocess.CompletedProce
     (["--crop-size", "100000"], "--crop-size 100000 with --batch-size 8 needs"),
     (["--crf-pos-xy-std", "0", "--eval-crf"], "--crf-pos-xy-std must be > 0"),
     (["--crf-iterations", "-1"], "--crf-iterations must be >= 0"),
+    (["--init", "nowhere.pth"], "--init nowhere.pth"),
+    (["--context", "1"], "--context 1"),
+    (["--context", "a,b"], "--context a,b"),
+    (["--pretrain-iterations", "0"], "--pretrain-iterations"),
+    (["--synthetic-pretrain", "0"], "--synthetic-pretrain 0"),
 ])
 def test_flags_refused_before_training(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:

@@ -206,19 +206,6 @@ def test_cpu_preset_sizes_the_run_from_the_images(tmp_path, capsys):
     assert "--input-scale" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--init", "nowhere.pth"], "--init nowhere.pth"),
-    (["--context", "1"], "--context 1"),
-    (["--context", "a,b"], "--context a,b"),
-    (["--pretrain-iterations", "0"], "--pretrain-iterations"),
-    (["--synthetic-pretrain", "0"], "--synthetic-pretrain 0"),
-])
-def test_bad_pretraining_flags_are_named(argv, message, capsys):
-    with pytest.raises(SystemExit):
-        config_from_args(argv)
-    assert message in capsys.readouterr().err
-
-
 def test_training_pretrains_once_then_uses_the_cache(tmp_path):
     from conftest import base_args
     from emseg.train import main as train_main
