@@ -47,23 +47,34 @@
 namespace emseg {
 namespace crf {
 
-// Layout conversions in torch ops, for any device (CudaCrfBackend's hooks; the CPU has fused
-// loops). The energies of unary_region [L, h, w] in the chunked layout [C][P][W]: E = unary, or
-// -unary for logits, each pixel's lowest shifted to 0, padding lanes kPadEnergy (see crf.h).
+// Layout conversions in torch ops, for any device (CudaCrfBackend's hooks and the backward; the
+// CPU's inference has fused loops). [P, L] pixels by label -> chunked [C][P][W], padding lanes
+// set to `pad`, and back to [L, h, w].
+inline at::Tensor pixels_to_chunks(const at::Tensor& pixels_by_label, int64_t C, int W,
+                                   float pad = 0.0f) {
+  const int64_t P = pixels_by_label.size(0), L = pixels_by_label.size(1);
+  at::Tensor x = at::full({P, C * W}, pad, pixels_by_label.options());
+  x.slice(1, 0, L).copy_(pixels_by_label);
+  return x.view({P, C, W}).permute({1, 0, 2}).contiguous();
+}
+inline at::Tensor chunks_to_plain(const at::Tensor& chunks, int64_t L, int64_t h, int64_t w) {
+  const int64_t P = chunks.size(1);
+  return chunks.permute({1, 0, 2}).reshape({P, -1}).slice(1, 0, L).t().reshape({L, h, w});
+}
+
+// The energies of unary_region [L, h, w] in the chunked layout: E = unary, or -unary for logits,
+// each pixel's lowest shifted to 0, padding lanes kPadEnergy (see crf.h).
 inline at::Tensor chunked_energies_torch(const at::Tensor& unary_region, bool logits, int W,
                                          int64_t C) {
   const int64_t L = unary_region.size(0), P = unary_region.size(1) * unary_region.size(2);
   const at::Tensor u = unary_region.reshape({L, P}).t();
   const at::Tensor energy = logits ? u.neg() : u;
-  at::Tensor x = at::full({P, C * W}, kPadEnergy, u.options());
-  x.slice(1, 0, L).copy_(energy - energy.amin(1, /*keepdim=*/true));
-  return x.view({P, C, W}).permute({1, 0, 2}).contiguous();
+  return pixels_to_chunks(energy - energy.amin(1, /*keepdim=*/true), C, W, kPadEnergy);
 }
 
 // Chunked [C][P][W] -> plain ([L, h, w], any strides).
 inline void write_plain_torch(const at::Tensor& chunks, at::Tensor plain) {
-  const int64_t L = plain.size(0), P = chunks.size(1);
-  plain.copy_(chunks.permute({1, 0, 2}).reshape({P, -1}).slice(1, 0, L).t().reshape(plain.sizes()));
+  plain.copy_(chunks_to_plain(chunks, plain.size(0), plain.size(1), plain.size(2)));
 }
 
 template <class B>
@@ -203,19 +214,11 @@ class CrfImage {
     B::write_plain(q, plain);
   }
 
-  // [L, H, W] (or a region of it) <-> chunked [C][P][W], padding lanes set to `pad`.
-  at::Tensor to_chunks(const at::Tensor& pixels_by_label, float pad = 0.0f) const {
-    at::Tensor x = at::full({P_, C_ * W_}, pad, pixels_by_label.options());
-    x.slice(1, 0, L_).copy_(pixels_by_label);
-    return x.view({P_, C_, W_}).permute({1, 0, 2}).contiguous();
-  }
+  // A region of [L, H, W] -> chunked, and chunked -> [L, h, w].
   at::Tensor region_to_chunks(const at::Tensor& plain) const {
-    return to_chunks(region(plain).reshape({L_, P_}).t());
+    return pixels_to_chunks(region(plain).reshape({L_, P_}).t(), C_, W_);
   }
-  // Chunked -> [L, h, w].
-  at::Tensor to_plain(const at::Tensor& chunks) const {
-    return chunks.permute({1, 0, 2}).reshape({P_, C_ * W_}).slice(1, 0, L_).t().reshape({L_, h_, w_});
-  }
+  at::Tensor to_plain(const at::Tensor& chunks) const { return chunks_to_plain(chunks, L_, h_, w_); }
   at::Tensor region(const at::Tensor& plain) const { return plain.slice(1, 0, h_).slice(2, 0, w_); }
 
  private:
