@@ -73,8 +73,8 @@ void mean_field_rows(const crf::MeanFieldArgs& a, const lattice::CpuLattice* con
       const vf8* u = reinterpret_cast<const vf8*>(a.unary + i * R);
       for (int g = 0; g < G; ++g) x[g] = -u[g];
       for (int k = 0; k < a.num_kernels; ++k) {
-        vf8 sliced[G] = {};
-        lat[k]->slice_row_add<G>(i, blurred[k], gain[k], sliced);
+        const auto row = lat[k]->slice_row<G>(i, blurred[k], gain[k]);
+        const vf8* sliced = reinterpret_cast<const vf8*>(&row);  // G groups of 8 lanes
         const vf8* diag = reinterpret_cast<const vf8*>(a.diag[k]);
         for (int g = 0; g < G; ++g) x[g] -= diag[g] * sliced[g];
       }

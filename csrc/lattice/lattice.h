@@ -255,7 +255,34 @@ struct HostRow<4> {
 };
 template <>
 struct HostRow<8> {
-  typedef float type __attribute__((vector_size(32), aligned(4)));
+  typedef vf8 type;
+};
+// Wider rows (the CPU's row layout, CpuLattice::blurred_rows) as G eight-lane vectors, with the
+// arithmetic the row functions below use, lane by lane.
+template <int G>
+struct Lanes {
+  vf8 g[G];
+  Lanes& operator+=(const Lanes& o) {
+    for (int k = 0; k < G; ++k) g[k] += o.g[k];
+    return *this;
+  }
+  friend Lanes operator+(Lanes a, const Lanes& b) { return a += b; }
+  friend Lanes operator*(float s, Lanes a) {
+    for (int k = 0; k < G; ++k) a.g[k] = s * a.g[k];
+    return a;
+  }
+};
+template <>
+struct HostRow<16> {
+  typedef Lanes<2> type;
+};
+template <>
+struct HostRow<24> {
+  typedef Lanes<3> type;
+};
+template <>
+struct HostRow<32> {
+  typedef Lanes<4> type;
 };
 #else
 #define EMSEG_HOST_SIMD 0
@@ -335,20 +362,32 @@ EMSEG_HD void blur_vertex(int32_t v, const int32_t* nbr_axis, const float* in, f
 // adjoint, the gradient with respect to the values, needs that order.
 EMSEG_HD int blur_axis(int step, int d, bool adjoint) { return adjoint ? d - step : step; }
 
-// Slice at point i: out = scale * sum_r bary[r] * values[vertex r]. (d+1) W reads, W writes.
-template <int W>
-EMSEG_HD void slice_point(int64_t i, int d, const int32_t* vert, const float* bary,
-                          const float* values, float scale, float* out) {
-  const int64_t base = i * (d + 1);
 #if EMSEG_HOST_SIMD
+// Host: point i's slice as a row value, scale * sum_r bary[r] * values[vertex r] (for a caller
+// that uses it at once, as the CPU's fused mean-field update).
+template <int W>
+inline typename HostRow<W>::type sliced_row(int64_t i, int d, const int32_t* vert,
+                                            const float* bary, const float* values, float scale) {
   typedef typename HostRow<W>::type Row;
+  const int64_t base = i * (d + 1);
   Row acc = {};
   for (int r = 0; r <= d; ++r) {
     acc += (bary[base + r] * scale) *
            *reinterpret_cast<const Row*>(values + static_cast<int64_t>(vert[base + r]) * W);
   }
-  *reinterpret_cast<Row*>(out + i * W) = acc;
+  return acc;
+}
+#endif
+
+// Slice at point i: out = scale * sum_r bary[r] * values[vertex r]. (d+1) W reads, W writes.
+template <int W>
+EMSEG_HD void slice_point(int64_t i, int d, const int32_t* vert, const float* bary,
+                          const float* values, float scale, float* out) {
+#if EMSEG_HOST_SIMD
+  *reinterpret_cast<typename HostRow<W>::type*>(out + i * W) =
+      sliced_row<W>(i, d, vert, bary, values, scale);
 #else
+  const int64_t base = i * (d + 1);
   float acc[W];
   for (int c = 0; c < W; ++c) acc[c] = 0.0f;
   for (int r = 0; r <= d; ++r) {

@@ -318,13 +318,7 @@ const float* CpuLattice::blurred_rows(const float* in, float* a, float* b, float
     const int64_t lo = p == 0 ? 0 : half, hi = p == 0 ? half : P_;
     auto scatter = [&](int64_t, int64_t) {
       for (int64_t i = lo; i < hi; ++i) {
-        const vf8* x = reinterpret_cast<const vf8*>(in + i * R);
-        const int64_t base = i * (d + 1);
-        for (int r = 0; r <= d; ++r) {
-          vf8* o = reinterpret_cast<vf8*>(acc + static_cast<int64_t>(vert_[base + r]) * R);
-          const float w = bary_[base + r];
-          for (int g = 0; g < G; ++g) o[g] += w * x[g];
-        }
+        splat_point_scatter<R>(i, d, vert_.data(), bary_.data(), in, acc);
       }
     };
     if (cpu_has_avx2()) {
@@ -339,22 +333,17 @@ const float* CpuLattice::blurred_rows(const float* in, float* a, float* b, float
     const bool first = step == 0;
     parallel_blocks_as_passes(M, kVertexGrain, [&](int64_t lo, int64_t hi) {
       for (int64_t v = lo; v < hi; ++v) {
-        const int64_t n0 = static_cast<int64_t>(nbr_axis[2 * v]) * R;
-        const int64_t n1 = static_cast<int64_t>(nbr_axis[2 * v + 1]) * R;
-        const vf8* centre = reinterpret_cast<const vf8*>(a + v * R);
-        const vf8* lo_row = reinterpret_cast<const vf8*>(a + n0);
-        const vf8* hi_row = reinterpret_cast<const vf8*>(a + n1);
-        vf8* o = reinterpret_cast<vf8*>(b + v * R);
-        if (first) {
-          const vf8* centre2 = reinterpret_cast<const vf8*>(c + v * R);
-          const vf8* lo2 = reinterpret_cast<const vf8*>(c + n0);
-          const vf8* hi2 = reinterpret_cast<const vf8*>(c + n1);
-          for (int g = 0; g < G; ++g) {
-            o[g] = (centre[g] + centre2[g]) + 0.5f * ((lo_row[g] + lo2[g]) + (hi_row[g] + hi2[g]));
-          }
-        } else {
-          for (int g = 0; g < G; ++g) o[g] = centre[g] + 0.5f * (lo_row[g] + hi_row[g]);
+        if (!first) {
+          blur_vertex<R>(static_cast<int32_t>(v), nbr_axis, a, b);
+          continue;
         }
+        // blur_vertex on the two halves' sum a + c.
+        typedef typename HostRow<R>::type Row;
+        auto sum = [&](int32_t u) {
+          return *reinterpret_cast<const Row*>(a + u * R) + *reinterpret_cast<const Row*>(c + u * R);
+        };
+        *reinterpret_cast<Row*>(b + v * R) =
+            sum(static_cast<int32_t>(v)) + 0.5f * (sum(nbr_axis[2 * v]) + sum(nbr_axis[2 * v + 1]));
       }
     });
     std::swap(a, b);

@@ -120,19 +120,14 @@ class CpuLattice {
   // The filter in the row layout, [P][8 G] (all of a point's channels in one row, as G groups of
   // 8 lanes), in two halves so a caller can fuse its own per-point work into the slice:
   // blurred_rows leaves blur(splat(in)) in a, b or c ([M + 1][8 G] each) and returns which;
-  // slice_row_add adds point i's slice times `gain` to acc. The passes are split over threads
+  // slice_row is point i's slice of it times `gain`. The passes are split over threads
   // and the result does not depend on their number. Reading each entry's vertex and weight once
   // for all channels (not once per chunk) is what the layout saves.
   template <int G>
   const float* blurred_rows(const float* in, float* a, float* b, float* c) const;
   template <int G>
-  void slice_row_add(int64_t i, const float* values, float gain, vf8* acc) const {
-    const int64_t base = i * (d_ + 1);
-    for (int r = 0; r <= d_; ++r) {
-      const float w = bary_[base + r] * gain;
-      const vf8* x = reinterpret_cast<const vf8*>(values + static_cast<int64_t>(vert_[base + r]) * 8 * G);
-      for (int g = 0; g < G; ++g) acc[g] += w * x[g];
-    }
+  typename HostRow<8 * G>::type slice_row(int64_t i, const float* values, float gain) const {
+    return sliced_row<8 * G>(i, d_, vert_.data(), bary_.data(), values, gain);
   }
 #endif
 
