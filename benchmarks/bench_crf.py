@@ -1,10 +1,16 @@
-"""Dense CRF: emseg (CPU, CUDA) against pydensecrf2 on VOC-sized images, forward and backward.
+"""Dense CRF: emseg (CPU, CUDA) against pydensecrf2 and SimpleCRF on VOC-sized images, forward and
+backward.
 
 Workloads: a 500x375 image (PASCAL VOC's typical size), then 2x and 4x its pixel count; 21 labels,
 10 mean-field iterations, DeepLab's Gaussian + bilateral kernels. One pytest-benchmark group per
 workload holds emseg-cpu, emseg-cuda (where a GPU is available) and pydensecrf2, so the report
 shows their ratios side by side. Every run also checks the output against pydensecrf2 (argmax
 agreement >= 99.5 %, max |dQ| <= 1e-3), so ``--benchmark-disable`` still tests something.
+
+SimpleCRF (``pip install SimpleCRF``; it builds only against numpy < 2) wraps the same C++ code
+as pydensecrf2 but returns labels only, and takes probabilities, which it clamps to [0.01, 0.99]
+before taking -log. Where it is installed, ``test_simplecrf`` times it and checks its labels
+against emseg's on that clamped unary.
 
 Forward + backward (``test_emseg_backward``, group ``crf-backward ...``): the marginals, then the
 gradient of a loss on them with respect to the unary (pydensecrf2 has no backward). Its check: the
@@ -31,6 +37,10 @@ try:
     import pydensecrf.densecrf as dcrf
 except ImportError:  # pragma: no cover - depends on the environment
     dcrf = None
+try:
+    import denseCRF as simplecrf
+except ImportError:  # pragma: no cover - depends on the environment
+    simplecrf = None
 
 LABELS = 21
 ITERATIONS = 10
@@ -139,6 +149,28 @@ def test_pydensecrf(benchmark, scale):
     benchmark.extra_info.update(peak_rss_mib=peak, rss_before_mib=before)
     assert np.allclose(q.sum(0), 1.0, atol=1e-4)
     _REFERENCE.setdefault((h, w), q)  # emseg's runs are checked against this
+
+
+@pytest.mark.skipif(simplecrf is None, reason="SimpleCRF is not installed")
+@pytest.mark.parametrize("scale", SCALES)
+def test_simplecrf(benchmark, scale):
+    skip_large_when_disabled(benchmark, scale)
+    h, w = workload(scale)
+    image, unary = inputs(h, w)
+    # SimpleCRF's input: probabilities [H, W, L]; its energies are -log(clamp(p, 0.01, 0.99)).
+    prob = np.exp(-unary)
+    prob_hwl = np.ascontiguousarray(prob.T.reshape(h, w, LABELS), dtype=np.float32)
+    param = (CRF_DEFAULTS["bi_w"], CRF_DEFAULTS["bi_xy_std"], CRF_DEFAULTS["bi_rgb_std"],
+             CRF_DEFAULTS["pos_w"], CRF_DEFAULTS["pos_xy_std"], float(ITERATIONS))
+    benchmark.group = f"crf {w}x{h} L={LABELS} it={ITERATIONS}"
+    benchmark.extra_info.update(device="cpu", shape=[1, LABELS, h, w], threads=1, impl="simplecrf")
+    labels, (peak, before) = peak_rss_mb(lambda: benchmark(simplecrf.densecrf, image, prob_hwl, param))
+    benchmark.extra_info.update(peak_rss_mib=peak, rss_before_mib=before)
+    clamped = (-np.log(np.clip(prob, 0.01, 0.99))).astype(np.float32)
+    u = torch.from_numpy(clamped).reshape(1, LABELS, h, w)
+    im = torch.from_numpy(image).permute(2, 0, 1)[None].contiguous()
+    ours = emseg_crf(u, im)[0].reshape(LABELS, h * w).argmax(0).numpy()
+    assert (np.asarray(labels).reshape(-1) == ours).mean() >= 0.995
 
 
 
