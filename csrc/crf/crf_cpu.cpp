@@ -200,7 +200,9 @@ struct CpuCrfBackend {
   }
 
   static void symmetric_norm(const float* response, int64_t P, float* norm) {
-    for (int64_t i = 0; i < P; ++i) norm[i] = crf::symmetric_norm(response[i]);
+    lattice::parallel_blocks(P, 4096, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) norm[i] = crf::symmetric_norm(response[i]);
+    });
   }
 
   static void mean_field(const crf::MeanFieldArgs& args, int W) {

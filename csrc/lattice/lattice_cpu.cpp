@@ -226,9 +226,15 @@ void CpuLattice::build_splat_lists() const {
 
 void CpuLattice::scale_points(const float* n) {
   const int64_t E = P_ * (d_ + 1);
-  for (int64_t e = 0; e < E; ++e) bary_[e] *= n[e / (d_ + 1)];
+  parallel_blocks(P_, kPointGrain, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      for (int r = 0; r <= d_; ++r) bary_[i * (d_ + 1) + r] *= n[i];
+    }
+  });
   if (!splat_weight_.empty()) {
-    for (int64_t k = 0; k < E; ++k) splat_weight_[k] *= n[splat_point_[k]];
+    parallel_blocks(E, kPointGrain, [&](int64_t lo, int64_t hi) {
+      for (int64_t k = lo; k < hi; ++k) splat_weight_[k] *= n[splat_point_[k]];
+    });
   }
 }
 
