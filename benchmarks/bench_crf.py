@@ -137,16 +137,26 @@ def peak_rss_mb(fn):
     return result, (_status_mib("VmHWM"), before)
 
 
+def forward_group(h: int, w: int) -> str:
+    return f"crf {w}x{h} L={LABELS} it={ITERATIONS}"
+
+
+def time_reference(benchmark, impl: str, h: int, w: int, fn, *args):
+    """fn(*args), a one-thread CPU implementation, timed in the workload's group with its peak RSS."""
+    benchmark.group = forward_group(h, w)
+    benchmark.extra_info.update(device="cpu", shape=[1, LABELS, h, w], threads=1, impl=impl)
+    out, (peak, before) = peak_rss_mb(lambda: benchmark(fn, *args))
+    benchmark.extra_info.update(peak_rss_mib=peak, rss_before_mib=before)
+    return out
+
+
 @pytest.mark.skipif(dcrf is None, reason="pydensecrf2 is not installed")
 @pytest.mark.parametrize("scale", SCALES)
 def test_pydensecrf(benchmark, scale):
     skip_large_when_disabled(benchmark, scale)
     h, w = workload(scale)
     image, unary = inputs(h, w)
-    benchmark.group = f"crf {w}x{h} L={LABELS} it={ITERATIONS}"
-    benchmark.extra_info.update(device="cpu", shape=[1, LABELS, h, w], threads=1, impl="pydensecrf2")
-    q, (peak, before) = peak_rss_mb(lambda: benchmark(run_pydensecrf, image, unary))
-    benchmark.extra_info.update(peak_rss_mib=peak, rss_before_mib=before)
+    q = time_reference(benchmark, "pydensecrf2", h, w, run_pydensecrf, image, unary)
     assert np.allclose(q.sum(0), 1.0, atol=1e-4)
     _REFERENCE.setdefault((h, w), q)  # emseg's runs are checked against this
 
@@ -162,10 +172,7 @@ def test_simplecrf(benchmark, scale):
     prob_hwl = np.ascontiguousarray(prob.T.reshape(h, w, LABELS), dtype=np.float32)
     param = (CRF_DEFAULTS["bi_w"], CRF_DEFAULTS["bi_xy_std"], CRF_DEFAULTS["bi_rgb_std"],
              CRF_DEFAULTS["pos_w"], CRF_DEFAULTS["pos_xy_std"], float(ITERATIONS))
-    benchmark.group = f"crf {w}x{h} L={LABELS} it={ITERATIONS}"
-    benchmark.extra_info.update(device="cpu", shape=[1, LABELS, h, w], threads=1, impl="simplecrf")
-    labels, (peak, before) = peak_rss_mb(lambda: benchmark(simplecrf.densecrf, image, prob_hwl, param))
-    benchmark.extra_info.update(peak_rss_mib=peak, rss_before_mib=before)
+    labels = time_reference(benchmark, "simplecrf", h, w, simplecrf.densecrf, image, prob_hwl, param)
     clamped = (-np.log(np.clip(prob, 0.01, 0.99))).astype(np.float32)
     u = torch.from_numpy(clamped).reshape(1, LABELS, h, w)
     im = torch.from_numpy(image).permute(2, 0, 1)[None].contiguous()
@@ -210,7 +217,7 @@ def time_emseg(benchmark, device, group: str, shape, fn):
 def test_emseg(benchmark, device, scale):
     skip_large_when_disabled(benchmark, scale)
     h, w, u, im = emseg_inputs(device, scale)
-    group = f"crf {w}x{h} L={LABELS} it={ITERATIONS}"
+    group = forward_group(h, w)
     q = time_emseg(benchmark, device, group, [1, LABELS, h, w], lambda: emseg_crf(u, im))
     check(q[0].reshape(LABELS, h * w).cpu().numpy(), h, w)
 
