@@ -66,13 +66,16 @@ EMSEG_HD void embed_point(const float* f, int d_arg, const float* scale, int32_t
   for (int i = 0; i <= d; ++i) {
     const float v = down * elevated[i];
     // floor and ceil by integer conversion (|v| < 2^22 is validated): libm calls otherwise.
+    // The selections are arithmetic, not branches: their outcomes are data-dependent.
     float lo_v = static_cast<float>(static_cast<int32_t>(v));
-    lo_v -= lo_v > v ? 1.0f : 0.0f;
-    const float hi_v = lo_v < v ? lo_v + 1.0f : lo_v;
+    lo_v -= static_cast<float>(lo_v > v);
+    const float hi_v = lo_v + static_cast<float>(lo_v < v);
     const float hi = hi_v * up;
     const float lo = lo_v * up;
     // The nearer multiple of d+1, as k (d+1): k directly, not r / (d+1), an integer division.
-    const int32_t k = static_cast<int32_t>(hi - elevated[i] < elevated[i] - lo ? hi_v : lo_v);
+    const int32_t k_lo = static_cast<int32_t>(lo_v);
+    const int32_t k = k_lo + static_cast<int32_t>(hi - elevated[i] < elevated[i] - lo) *
+                                 (static_cast<int32_t>(hi_v) - k_lo);
     rem0[i] = k * (d + 1);
     sum += k;
   }
