@@ -318,8 +318,8 @@ const float* CpuLattice::blurred_rows(const float* in, float* a, float* b, float
   // thread count, so the sums do not depend on it.
   float* part[2] = {a, c};
   const int64_t half = P_ / 2;
-  // parallel_blocks, not run_tasks: half p runs on the thread whose share of the slice's pixels is
-  // (about) that half, so it reads the Q rows that thread has just written.
+  // parallel_blocks, not run_tasks: half p runs on thread p, whose share of the slice's pixels is,
+  // on 2 threads, (about) that half, so it reads the Q rows it has just written.
   parallel_blocks(2, 1, [&](int64_t first_half, int64_t end_half) {
     for (int64_t p = first_half; p < end_half; ++p) {
       float* acc = part[p];
