@@ -318,22 +318,15 @@ const float* CpuLattice::blurred_rows(const float* in, float* a, float* b, float
   // thread count, so the sums do not depend on it.
   float* part[2] = {a, c};
   const int64_t half = P_ / 2;
-  // parallel_blocks, not run_tasks: half p runs on thread p, whose share of the slice's pixels is,
-  // on 2 threads, (about) that half, so it reads the Q rows it has just written.
-  parallel_blocks(2, 1, [&](int64_t first_half, int64_t end_half) {
+  // Through parallel_blocks, not run_tasks: half p runs on thread p, whose share of the slice's
+  // pixels is, on 2 threads, (about) that half, so it reads the Q rows it has just written.
+  parallel_blocks_as_passes(2, 1, [&](int64_t first_half, int64_t end_half) {
     for (int64_t p = first_half; p < end_half; ++p) {
       float* acc = part[p];
       std::fill(acc, acc + (M + 1) * R, 0.0f);
       const int64_t lo = p == 0 ? 0 : half, hi = p == 0 ? half : P_;
-      auto scatter = [&](int64_t, int64_t) {
-        for (int64_t i = lo; i < hi; ++i) {
-          splat_point_scatter<R>(i, d, vert_.data(), bary_.data(), in, acc);
-        }
-      };
-      if (cpu_has_avx2()) {
-        run_avx2(scatter, 0, 0);
-      } else {
-        run_default(scatter, 0, 0);
+      for (int64_t i = lo; i < hi; ++i) {
+        splat_point_scatter<R>(i, d, vert_.data(), bary_.data(), in, acc);
       }
     }
   });
