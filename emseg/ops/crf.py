@@ -219,8 +219,8 @@ def dense_crf(
     ``[L', H, W]`` per image, L' = L rounded up to 4 or 8), then runs them in reverse: about 1.3-2x
     the forward's time on CUDA, about 5x on the CPU, whose forward has a faster layout for Potts
     compatibilities (the backward's rerun sums in another order: its Q differs from the returned
-    one by float rounding; both agree with a float64 mean field to 1e-5 in the tests). ``compat`` (the weights) gets none: a backward that needs
-    it raises ``NotImplementedError``.
+    one by float rounding; both agree with a float64 mean field to 1e-5 in the tests).
+    ``compat`` (the weights) gets none: a backward that needs it raises ``NotImplementedError``.
     """
     if unary_kind not in ("neg_log_prob", "logits"):
         raise ValueError(f'unary_kind must be "neg_log_prob" or "logits", got {unary_kind!r}')
