@@ -66,16 +66,16 @@ EMSEG_HD void embed_point(const float* f, int d_arg, const float* scale, int32_t
   for (int i = 0; i <= d; ++i) {
     const float v = down * elevated[i];
     // floor and ceil by integer conversion (|v| < 2^22 is validated): libm calls otherwise.
-    // The selections are arithmetic, not branches: their outcomes are data-dependent.
-    float lo_v = static_cast<float>(static_cast<int32_t>(v));
-    lo_v -= static_cast<float>(lo_v > v);
-    const float hi_v = lo_v + static_cast<float>(lo_v < v);
-    const float hi = hi_v * up;
-    const float lo = lo_v * up;
+    // The selections are integer and bitwise, not branches, since their outcomes are
+    // data-dependent: GCC turns a float subtraction of a comparison, or a product with one,
+    // back into a branch.
+    const int32_t truncated = static_cast<int32_t>(v);
+    const int32_t k_lo = truncated - static_cast<int32_t>(static_cast<float>(truncated) > v);
+    const int32_t k_step = static_cast<float>(k_lo) < v;  // ceil - floor: 0 or 1
+    const float lo = static_cast<float>(k_lo) * up;
+    const float hi = static_cast<float>(k_lo + k_step) * up;
     // The nearer multiple of d+1, as k (d+1): k directly, not r / (d+1), an integer division.
-    const int32_t k_lo = static_cast<int32_t>(lo_v);
-    const int32_t k = k_lo + static_cast<int32_t>(hi - elevated[i] < elevated[i] - lo) *
-                                 (static_cast<int32_t>(hi_v) - k_lo);
+    const int32_t k = k_lo + (k_step & static_cast<int32_t>(hi - elevated[i] < elevated[i] - lo));
     rem0[i] = k * (d + 1);
     sum += k;
   }
@@ -92,15 +92,13 @@ EMSEG_HD void embed_point(const float* f, int d_arg, const float* scale, int32_t
     }
   }
   // Rounding may leave the point off the hyperplane (sum != 0): wrap ranks back into 0..d.
+  // Branch-free too: sum != 0 is common and its sign data-dependent.
   for (int i = 0; i <= d; ++i) {
-    rank[i] += sum;
-    if (rank[i] < 0) {
-      rank[i] += d + 1;
-      rem0[i] += d + 1;
-    } else if (rank[i] > d) {
-      rank[i] -= d + 1;
-      rem0[i] -= d + 1;
-    }
+    const int32_t shifted = rank[i] + sum;
+    const int32_t wrap =
+        (static_cast<int32_t>(shifted < 0) - static_cast<int32_t>(shifted > d)) * (d + 1);
+    rank[i] = shifted + wrap;
+    rem0[i] += wrap;
   }
 
   // Barycentric coordinates from the sorted differences (Adams et al., p. 10).
@@ -112,7 +110,8 @@ EMSEG_HD void embed_point(const float* f, int d_arg, const float* scale, int32_t
   }
   b[0] += 1.0f + b[d + 1];
 
-  // Vertex r of the simplex: rem0 + the canonical offset, which is r or r-(d+1) by rank.
+  // Vertex r of the simplex: rem0 + the canonical offset, which is r or r-(d+1) by rank. rem0 is a
+  // multiple of d+1, so every coordinate of vertex r is r modulo d+1 (its "colour").
   for (int r = 0; r <= d; ++r) {
     for (int i = 0; i < d; ++i) {
       keys[r * d + i] = rem0[i] + (rank[i] <= d - r ? r : r - (d + 1));
