@@ -211,3 +211,25 @@ def test_cpu_outputs_have_the_same_bits_for_any_thread_count(name):
         torch.set_num_threads(before)
     for threads, out in zip((2, 3), outputs[1:]):
         assert torch.equal(out, outputs[0]), f"{name}: {threads} threads differ from 1"
+
+
+def test_eight_lane_embedding_has_the_bits_of_embed_point(tmp_path):
+    """The CPU build embeds points 8 at a time (AVX2); the lattice must be the one embed_point, the
+    code CUDA runs, gives. Compiled here with the compiler that built the extension."""
+    import os
+    import shutil
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+    if cxx is None:
+        pytest.skip("no C++ compiler on PATH")
+    exe = tmp_path / "embed_points8_check"
+    subprocess.run([cxx, "-O2", "-std=c++20", "-I", os.path.join(root, "csrc"),
+                    os.path.join(root, "tests", "native", "embed_points8_check.cpp"), "-o", str(exe)],
+                   check=True, capture_output=True, text=True)
+    run = subprocess.run([str(exe)], capture_output=True, text=True)
+    if run.returncode == 77:
+        pytest.skip(run.stdout.strip())
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.count("same bits") == 30

@@ -381,6 +381,82 @@ inline typename HostRow<W>::type sliced_row(int64_t i, int d, const int32_t* ver
 }
 #endif
 
+#if EMSEG_HOST_SIMD
+// Host: embed_point<D> of 8 points at once, one per lane (the CPU's lattice build; worth it only
+// compiled for AVX2, and without FMA, whose contractions would round differently). Every lane
+// runs embed_point's operations in its order, so keys and weights are the same bits; the
+// barycentric sums become selections (rank is a permutation, so each weight gets one term of
+// each sign, and a - c rounds alike in either order). Comparisons give lane masks (-1 or 0).
+// f: 8 points [8][D]; keys [8][(D+1) D]; bary [8][D+1].
+template <int D>
+inline void embed_points8(const float* f, const float* scale, int32_t* keys, float* bary) {
+  static_assert(D > 0 && D <= kMaxDim, "embed_points8: D fixed at compile time");
+  vf8 elevated[D + 1];
+  vi8 rem0[D + 1], rank[D + 1];
+  vf8 running = {};
+  for (int j = D; j > 0; --j) {
+    vf8 x;
+    for (int p = 0; p < 8; ++p) x[p] = f[p * D + j - 1];
+    const vf8 cf = x * scale[j - 1];
+    elevated[j] = running - static_cast<float>(j) * cf;
+    running += cf;
+  }
+  elevated[0] = running;
+  const float down = 1.0f / static_cast<float>(D + 1);
+  const float up = static_cast<float>(D + 1);
+  vi8 sum = {};
+  for (int i = 0; i <= D; ++i) {
+    const vf8 v = down * elevated[i];
+    const vi8 truncated = __builtin_convertvector(v, vi8);
+    const vi8 k_lo = truncated + (__builtin_convertvector(truncated, vf8) > v);
+    const vi8 step_mask = __builtin_convertvector(k_lo, vf8) < v;
+    const vf8 lo = __builtin_convertvector(k_lo, vf8) * up;
+    const vf8 hi = __builtin_convertvector(k_lo - step_mask, vf8) * up;
+    const vi8 k = k_lo - (step_mask & (hi - elevated[i] < elevated[i] - lo));
+    rem0[i] = k * (D + 1);
+    sum += k;
+  }
+  for (int i = 0; i <= D; ++i) rank[i] = vi8{};
+  for (int i = 0; i < D; ++i) {
+    const vf8 di = elevated[i] - __builtin_convertvector(rem0[i], vf8);
+    for (int j = i + 1; j <= D; ++j) {
+      const vi8 lt = di < elevated[j] - __builtin_convertvector(rem0[j], vf8);
+      rank[i] -= lt;
+      rank[j] += 1 + lt;
+    }
+  }
+  for (int i = 0; i <= D; ++i) {
+    const vi8 shifted = rank[i] + sum;
+    const vi8 wrap = ((shifted > D) - (shifted < 0)) * (D + 1);
+    rank[i] = shifted + wrap;
+    rem0[i] += wrap;
+  }
+  // b[k] = v[i with rank d - k] - v[i with rank d - k + 1], as embed_point's sums leave it.
+  vi8 v_bits[D + 1];
+  for (int i = 0; i <= D; ++i) {
+    const vf8 v = (elevated[i] - __builtin_convertvector(rem0[i], vf8)) * down;
+    v_bits[i] = (vi8)v;  // a cast between vector types keeps the bits
+  }
+  auto weight_of_rank = [&](int r) {
+    vi8 bits = {};
+    for (int i = 0; i <= D; ++i) bits |= v_bits[i] & (rank[i] == r);
+    return (vf8)bits;
+  };
+  vf8 b[D + 2];
+  b[0] = 0.0f + weight_of_rank(D);
+  for (int k = 1; k <= D; ++k) b[k] = weight_of_rank(D - k) - weight_of_rank(D - k + 1);
+  b[D + 1] = 0.0f - weight_of_rank(0);
+  b[0] += 1.0f + b[D + 1];
+  for (int r = 0; r <= D; ++r) {
+    for (int i = 0; i < D; ++i) {
+      const vi8 key = rem0[i] + r + (D + 1) * (rank[i] > D - r);
+      for (int p = 0; p < 8; ++p) keys[p * (D + 1) * D + r * D + i] = key[p];
+    }
+    for (int p = 0; p < 8; ++p) bary[p * (D + 1) + r] = b[r][p];
+  }
+}
+#endif
+
 // Slice at point i: out = scale * sum_r bary[r] * values[vertex r]. (d+1) W reads, W writes.
 template <int W>
 EMSEG_HD void slice_point(int64_t i, int d, const int32_t* vert, const float* bary,
