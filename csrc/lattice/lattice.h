@@ -246,6 +246,7 @@ inline vf4 vf4_set(float x) { return vf4{x, x, x, x}; }
 // Eight lanes: a row group of the CPU's row layout (CpuLattice::blurred_rows).
 typedef float vf8 __attribute__((vector_size(32), aligned(4)));
 typedef int32_t vi8 __attribute__((vector_size(32), aligned(4)));
+typedef uint32_t vu8 __attribute__((vector_size(32), aligned(4)));
 inline vf8 vf8_set(float x) { return vf8{x, x, x, x, x, x, x, x}; }
 // A whole row of a chunk as one vector: two SSE operations each, or one where the caller is
 // compiled for AVX (lattice_cpu.cpp dispatches to such a copy at run time).
@@ -387,9 +388,10 @@ inline typename HostRow<W>::type sliced_row(int64_t i, int d, const int32_t* ver
 // runs embed_point's operations in its order, so keys and weights are the same bits; the
 // barycentric sums become selections (rank is a permutation, so each weight gets one term of
 // each sign, and a - c rounds alike in either order). Comparisons give lane masks (-1 or 0).
-// f: 8 points [8][D]; keys [8][(D+1) D]; bary [8][D+1].
+// f: 8 points [8][D]; keys [8][(D+1) D]; bary [8][D+1]; hashes [8][D+1], hash_key of each key.
 template <int D>
-inline void embed_points8(const float* f, const float* scale, int32_t* keys, float* bary) {
+inline void embed_points8(const float* f, const float* scale, int32_t* keys, float* bary,
+                          uint32_t* hashes) {
   static_assert(D > 0 && D <= kMaxDim, "embed_points8: D fixed at compile time");
   vf8 elevated[D + 1];
   vi8 rem0[D + 1], rank[D + 1];
@@ -448,11 +450,21 @@ inline void embed_points8(const float* f, const float* scale, int32_t* keys, flo
   b[D + 1] = 0.0f - weight_of_rank(0);
   b[0] += 1.0f + b[D + 1];
   for (int r = 0; r <= D; ++r) {
+    vu8 h = vu8{} + 2166136261u;  // hash_key, lane by lane
     for (int i = 0; i < D; ++i) {
       const vi8 key = rem0[i] + r + (D + 1) * (rank[i] > D - r);
       for (int p = 0; p < 8; ++p) keys[p * (D + 1) * D + r * D + i] = key[p];
+      h = (h ^ (vu8)key) * 16777619u;
     }
-    for (int p = 0; p < 8; ++p) bary[p * (D + 1) + r] = b[r][p];
+    h ^= h >> 16;
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35u;
+    h ^= h >> 16;
+    for (int p = 0; p < 8; ++p) {
+      bary[p * (D + 1) + r] = b[r][p];
+      hashes[p * (D + 1) + r] = h[p];
+    }
   }
 }
 #endif

@@ -1,5 +1,6 @@
 // embed_points8 (the CPU build's 8-lane embedding, compiled for AVX2 as lattice_cpu.cpp compiles
-// it) against embed_point, one point at a time: keys and weights must be the same bits. Inputs:
+// it) against embed_point and hash_key, one point at a time: keys, weights and hashes must be the
+// same bits. Inputs:
 // uniform features at several magnitudes, with integers, quarter steps and signed zeros mixed in
 // (ties of the rounding and of the ranking). Exit status 0 when every case agrees.
 #include "lattice/lattice.h"
@@ -14,8 +15,8 @@ using namespace emseg::lattice;
 
 template <int D>
 __attribute__((target("avx2"), flatten)) void embed8(const float* f, const float* scale,
-                                                     int32_t* keys, float* bary) {
-  embed_points8<D>(f, scale, keys, bary);
+                                                     int32_t* keys, float* bary, uint32_t* hashes) {
+  embed_points8<D>(f, scale, keys, bary, hashes);
 }
 
 template <int D>
@@ -38,13 +39,16 @@ bool agrees(int64_t groups, float magnitude, unsigned seed) {
   const int64_t K = (D + 1) * D;
   std::vector<int32_t> keys_one(P * K), keys_eight(P * K);
   std::vector<float> bary_one(P * (D + 1)), bary_eight(P * (D + 1));
+  std::vector<uint32_t> hash_one(P * (D + 1)), hash_eight(P * (D + 1));
   for (int64_t i = 0; i < P; ++i) {
     embed_point<D>(f.data() + i * D, D, scale, keys_one.data() + i * K, bary_one.data() + i * (D + 1));
+    for (int r = 0; r <= D; ++r) hash_one[i * (D + 1) + r] = hash_key(keys_one.data() + i * K + r * D, D);
   }
   for (int64_t i = 0; i < P; i += 8) {
-    embed8<D>(f.data() + i * D, scale, keys_eight.data() + i * K, bary_eight.data() + i * (D + 1));
+    embed8<D>(f.data() + i * D, scale, keys_eight.data() + i * K, bary_eight.data() + i * (D + 1),
+              hash_eight.data() + i * (D + 1));
   }
-  const bool same = keys_one == keys_eight &&
+  const bool same = keys_one == keys_eight && hash_one == hash_eight &&
                     std::memcmp(bary_one.data(), bary_eight.data(), bary_one.size() * sizeof(float)) == 0;
   std::printf("d=%2d |f| <= %-8g %lld points: %s\n", D, magnitude, static_cast<long long>(P),
               same ? "same bits" : "DIFFERENT");
