@@ -32,7 +32,10 @@ class VertexTable {
  public:
   VertexTable(int d, int64_t expected) : d_(d) { rehash(table_capacity(expected)); }
 
-  int32_t find(const int32_t* key) const { return probe(key, hash_key(key, d_)).id; }
+  int32_t find(const int32_t* key) const { return find(key, hash_key(key, d_)); }
+  int32_t find(const int32_t* key, uint32_t h) const { return probe(key, h).id; }
+  // Starts loading the slot where a key of hash h would be.
+  void prefetch(uint32_t h) const { __builtin_prefetch(&slots_[h & mask_]); }
 
   int32_t find_or_insert(const int32_t* key) { return find_or_insert(key, hash_key(key, d_)); }
   int32_t find_or_insert(const int32_t* key, uint32_t h) {  // h = hash_key(key, d)
@@ -236,11 +239,31 @@ void CpuLattice::link(const VertexTable& table) {
   const int d = d_;
   const int32_t M = static_cast<int32_t>(M_);
   nbr_.assign(static_cast<int64_t>(d + 1) * M * 2, M);
-  auto find = [&table](const int32_t* key) { return table.find(key); };
+  // Vertices go in batches: the hashes of a batch's neighbour keys are computed first and their
+  // slots prefetched, so the lookups (random reads of a table larger than L2) overlap.
+  constexpr int kBatch = 16;
   parallel_blocks(M, kVertexGrain, [&](int64_t lo, int64_t hi) {
-    for (int64_t v = lo; v < hi; ++v) {
-      link_vertex(static_cast<int32_t>(v), M, d, table.key(static_cast<int32_t>(v)), find,
-                  nbr_.data());
+    uint32_t hash[kBatch * (kMaxDim + 1)];
+    int32_t plus[kMaxDim];
+    for (int64_t b = lo; b < hi; b += kBatch) {
+      const int64_t end = std::min<int64_t>(hi, b + kBatch);
+      int n = 0;
+      for (int64_t v = b; v < end; ++v) {
+        for (int j = 0; j <= d; ++j) {
+          plus_neighbour_key(table.key(static_cast<int32_t>(v)), d, j, plus);
+          hash[n] = hash_key(plus, d);
+          table.prefetch(hash[n++]);
+        }
+      }
+      // link_vertex looks up the same keys in the same order (every axis, + neighbours).
+      const int hashed = n;
+      n = 0;
+      auto find = [&](const int32_t* key) { return table.find(key, hash[n++]); };
+      for (int64_t v = b; v < end; ++v) {
+        link_vertex(static_cast<int32_t>(v), M, d, table.key(static_cast<int32_t>(v)), find,
+                    nbr_.data());
+      }
+      TORCH_INTERNAL_ASSERT(n == hashed, "link: lookups out of step with their hashes");
     }
   });
 }
