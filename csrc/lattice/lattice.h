@@ -446,7 +446,8 @@ inline void embed_points8(const float* f, const float* scale, int32_t* keys, flo
   };
   vf8 b[D + 2];
   b[0] = 0.0f + weight_of_rank(D);
-  for (int k = 1; k <= D; ++k) b[k] = weight_of_rank(D - k) - weight_of_rank(D - k + 1);
+  // (0 + x) - y, as embed_point sums it: x - y alone differs for x = -0, y = +0 (flush-to-zero).
+  for (int k = 1; k <= D; ++k) b[k] = (0.0f + weight_of_rank(D - k)) - weight_of_rank(D - k + 1);
   b[D + 1] = 0.0f - weight_of_rank(0);
   b[0] += 1.0f + b[D + 1];
   for (int r = 0; r <= D; ++r) {
