@@ -121,18 +121,26 @@ EMSEG_HD void embed_point(const float* f, int d_arg, const float* scale, int32_t
 }
 
 // 32-bit hash of a key: multiply-add chain, then a murmur3-style finaliser so that the low bits
-// (the table is a power of two) depend on every coordinate.
-EMSEG_HD uint32_t hash_key(const int32_t* key, int d) {
-  uint32_t h = 2166136261u;
-  for (int i = 0; i < d; ++i) {
-    h = (h ^ static_cast<uint32_t>(key[i])) * 16777619u;
-  }
+// (the table is a power of two) depend on every coordinate. The steps are templates so that
+// embed_points8 hashes 8 keys at once (U = a vector of uint32) with the same arithmetic.
+constexpr uint32_t kHashBasis = 2166136261u;
+template <typename U>
+EMSEG_HD U hash_step(U h, U coordinate) {
+  return (h ^ coordinate) * 16777619u;
+}
+template <typename U>
+EMSEG_HD U hash_finish(U h) {
   h ^= h >> 16;
   h *= 0x85ebca6bu;
   h ^= h >> 13;
   h *= 0xc2b2ae35u;
   h ^= h >> 16;
   return h;
+}
+EMSEG_HD uint32_t hash_key(const int32_t* key, int d) {
+  uint32_t h = kHashBasis;
+  for (int i = 0; i < d; ++i) h = hash_step(h, static_cast<uint32_t>(key[i]));
+  return hash_finish(h);
 }
 
 EMSEG_HD bool keys_equal(const int32_t* a, const int32_t* b, int d) {
@@ -451,17 +459,13 @@ inline void embed_points8(const float* f, const float* scale, int32_t* keys, flo
   b[D + 1] = 0.0f - weight_of_rank(0);
   b[0] += 1.0f + b[D + 1];
   for (int r = 0; r <= D; ++r) {
-    vu8 h = vu8{} + 2166136261u;  // hash_key, lane by lane
+    vu8 h = vu8{} + kHashBasis;  // hash_key, lane by lane
     for (int i = 0; i < D; ++i) {
       const vi8 key = rem0[i] + r + (D + 1) * (rank[i] > D - r);
       for (int p = 0; p < 8; ++p) keys[p * (D + 1) * D + r * D + i] = key[p];
-      h = (h ^ (vu8)key) * 16777619u;
+      h = hash_step(h, (vu8)key);
     }
-    h ^= h >> 16;
-    h *= 0x85ebca6bu;
-    h ^= h >> 13;
-    h *= 0xc2b2ae35u;
-    h ^= h >> 16;
+    h = hash_finish(h);
     for (int p = 0; p < 8; ++p) {
       bary[p * (D + 1) + r] = b[r][p];
       hashes[p * (D + 1) + r] = h[p];

@@ -32,8 +32,7 @@ class VertexTable {
  public:
   VertexTable(int d, int64_t expected) : d_(d) { rehash(table_capacity(expected)); }
 
-  int32_t find(const int32_t* key) const { return find(key, hash_key(key, d_)); }
-  int32_t find(const int32_t* key, uint32_t h) const { return probe(key, h).id; }
+  int32_t find(const int32_t* key, uint32_t h) const { return probe(key, h).id; }  // h = hash_key
   // Starts loading the slot where a key of hash h would be.
   void prefetch(uint32_t h) const { __builtin_prefetch(&slots_[h & mask_]); }
 
@@ -84,14 +83,8 @@ class VertexTable {
   std::vector<int32_t> keys_;
 };
 
-// One pass over the points does the embedding and the vertex numbering together: each point's d+1
-// keys go straight into the table, so no [P (d+1), d] key array is ever written (the largest
-// buffer of a two-pass build, and most of its time in page faults). Neighbouring points share many
-// of their vertices, so each key is first compared with the previous point's: a quarter (bilateral)
-// to three quarters (positions) of the entries then never touch the table. Vertex r of a simplex
-// is the only one whose coordinates are all r modulo d+1 (embed_point), so it can only equal
-// vertex r of the previous point: one comparison per vertex. Sequential; D > 0 is d fixed at
-// compile time.
+// embed_points8 compiled for AVX2, and not FMA: a contracted multiply-add would round differently
+// from embed_point.
 #if EMSEG_HOST_SIMD && EMSEG_HAVE_AVX2_COPY
 template <int D>
 __attribute__((target("avx2"), flatten)) void embed_points8_avx2(const float* f, const float* scale,
@@ -101,6 +94,14 @@ __attribute__((target("avx2"), flatten)) void embed_points8_avx2(const float* f,
 }
 #endif
 
+// One pass over the points does the embedding and the vertex numbering together: each point's d+1
+// keys go straight into the table, so no [P (d+1), d] key array is ever written (the largest
+// buffer of a two-pass build, and most of its time in page faults). Neighbouring points share many
+// of their vertices, so each key is first compared with the previous point's: a quarter (bilateral)
+// to three quarters (positions) of the entries then never touch the table. Vertex r of a simplex
+// is the only one whose coordinates are all r modulo d+1 (embed_point), so it can only equal
+// vertex r of the previous point: one comparison per vertex. Sequential; D > 0 is d fixed at
+// compile time.
 template <int D>
 void find_vertices(const float* features, int64_t P, int d_arg, VertexTable& table, int32_t* vert,
                    float* bary) {
@@ -115,22 +116,22 @@ void find_vertices(const float* features, int64_t P, int d_arg, VertexTable& tab
   int32_t last[(kMaxDim + 1) * kMaxDim] = {};  // the previous group's last point's keys
   uint32_t hash[8 * (kMaxDim + 1)];
   bool shared[8 * (kMaxDim + 1)];
+#if EMSEG_HOST_SIMD && EMSEG_HAVE_AVX2_COPY
+  float padded[8 * kMaxDim] = {};  // the last group, when it has fewer than 8 points
+  float padded_bary[8 * (kMaxDim + 1)];
+#endif
   for (int64_t g = 0; g < P; g += 8) {
     const int n = static_cast<int>(std::min<int64_t>(8, P - g));
     bool hashed = false;
 #if EMSEG_HOST_SIMD && EMSEG_HAVE_AVX2_COPY
     if constexpr (D > 0) {
-      if (n == 8 && cpu_has_avx2()) {
-        embed_points8_avx2<D>(features + g * d, scale, group, bary + g * (d + 1), hash);
-        hashed = true;
-      } else if (cpu_has_avx2()) {
+      if (cpu_has_avx2()) {
         // The last group too, padded, so that every point takes the same path: a build whose
         // flags allow FMA contracts the two paths differently.
-        float padded[8 * D] = {};
-        float padded_bary[8 * (D + 1)];
-        std::copy(features + g * d, features + (g + n) * d, padded);
-        embed_points8_avx2<D>(padded, scale, group, padded_bary, hash);
-        std::copy(padded_bary, padded_bary + n * (d + 1), bary + g * (d + 1));
+        if (n < 8) std::copy(features + g * d, features + (g + n) * d, padded);
+        float* group_bary = n < 8 ? padded_bary : bary + g * (d + 1);
+        embed_points8_avx2<D>(n < 8 ? padded : features + g * d, scale, group, group_bary, hash);
+        if (n < 8) std::copy(padded_bary, padded_bary + n * (d + 1), bary + g * (d + 1));
         hashed = true;
       }
     }
