@@ -75,7 +75,9 @@ def training_data(cfg: TrainConfig, mode: Mode, root: Path, info: DistInfo, star
     )
     # Fixed-label modes read every image's "mask" (estimates for weak images, ground truth for
     # strong ones), so all are "strong" to the dataset; the sampler still knows which is which.
-    ds = VOCSegmentation(str(label_root), cfg.train_split, transform=transform, strong_ids=None if mode.fixed else strong)
+    # the image-label modes read no box, anywhere: not even the crops' label rule sees one
+    ds = VOCSegmentation(str(label_root), cfg.train_split, transform=transform, strong_ids=None if mode.fixed else strong,
+                         boxes=mode.needs == "boxes")
     strong_idx = [i for i, k in enumerate(ids) if k in strong]
     weak_idx = [i for i, k in enumerate(ids) if k not in strong]
     if cfg.batch_size > len(ids):

@@ -8,36 +8,15 @@ the classes it shows; it never opens a mask and never reads a box (an XML whose 
 from __future__ import annotations
 
 import hashlib
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .io import DataError, MissingDataError, read_id_list, read_image
+from .io import DataError, MissingDataError, read_id_list, read_image, read_image_labels
 from .voc import find_list, read_class_names
 
 __all__ = ["ImageLabelSet", "read_image_labels"]
-
-
-def read_image_labels(path: str | Path, class_index: dict[str, int], num_classes: int) -> np.ndarray:
-    """The classes an annotation file names, as bool ``[num_classes]`` (background always set)."""
-    path = Path(path)
-    try:
-        root = ET.fromstring(path.read_bytes())
-    except FileNotFoundError:
-        raise MissingDataError(path, "file not found (image labels come from Annotations/<id>.xml)") from None
-    except ET.ParseError as err:
-        raise DataError(path, f"malformed XML: {err}") from None
-    labels = np.zeros(num_classes, dtype=bool)
-    labels[0] = True
-    for k, obj in enumerate(root.iter("object")):
-        name = (obj.findtext("name") or "").strip().lower()
-        cls = class_index.get(name)
-        if not cls:
-            raise DataError(path, f"object {k}: unknown class name {name!r}")
-        labels[cls] = True
-    return labels
 
 
 class ImageLabelSet:

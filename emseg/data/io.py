@@ -164,6 +164,25 @@ class VOCAnnotation:
     objects: list[VOCObject] = field(default_factory=list)
 
 
+def read_image_labels(path: str | Path, class_index: dict[str, int], num_classes: int) -> np.ndarray:
+    """The classes a VOC XML names, as bool ``[num_classes]`` (background always set): only the
+    objects' names are read, never a box, so an XML whose objects have no ``<bndbox>`` reads the same."""
+    path = Path(path)
+    try:
+        root = ET.fromstring(_read_bytes(path))
+    except ET.ParseError as err:
+        raise DataError(path, f"malformed XML: {err}") from None
+    labels = np.zeros(num_classes, dtype=bool)
+    labels[0] = True
+    for k, obj in enumerate(root.iter("object")):
+        name = (obj.findtext("name") or "").strip().lower()
+        cls = class_index.get(name)
+        if not cls:
+            raise DataError(path, f"object {k}: unknown class name {name!r}")
+        labels[cls] = True
+    return labels
+
+
 def parse_voc_xml(path: str | os.PathLike) -> VOCAnnotation:
     """Parse a VOC ``Annotations/<id>.xml``.
 

@@ -3,8 +3,9 @@
 A transform takes the raw sample a data set reads (``image`` RGB uint8 ``[H, W, 3]``, ``mask`` uint8
 ``[H, W]``, ``boxes`` float32 ``[B, 5]`` rows ``(x1, y1, x2, y2, class)``, ``labels`` bool ``[C]``,
 plus pass-through keys) and returns tensors: ``image`` float32 ``[3, H, W]`` normalised,
-``image_uint8`` uint8 ``[3, H, W]`` with the same geometry, ``mask`` int64 ``[H, W]``, ``boxes``
-float32 ``[B, 5]``, ``labels`` bool ``[C]``.
+``image_uint8`` uint8 ``[3, H, W]`` with the same geometry, ``mask`` int64 ``[H, W]``, ``valid`` bool
+``[H, W]`` (the pixels that show the image, not padding), ``boxes`` float32 ``[B, 5]``, ``labels``
+bool ``[C]``.
 
 Geometry conventions (shared with :mod:`emseg.ops`): a box covers pixel ``(y, x)`` when
 ``x1 <= x + 0.5 < x2`` and ``y1 <= y + 0.5 < y2``. Scaling multiplies box corners by the exact
@@ -68,6 +69,9 @@ def to_tensors(
     out["image"] = (uint8.float() / 255.0 - mean_t) / std_t
     out["image_uint8"] = uint8
     out["mask"] = torch.from_numpy(np.ascontiguousarray(sample["mask"]).astype(np.int64))
+    valid = sample.get("valid")
+    out["valid"] = (torch.ones(image.shape[:2], dtype=torch.bool) if valid is None
+                    else torch.from_numpy(np.ascontiguousarray(valid, dtype=bool)))
     out["boxes"] = torch.from_numpy(np.asarray(sample["boxes"], dtype=np.float32).reshape(-1, 5).copy())
     out["labels"] = torch.from_numpy(np.asarray(sample["labels"], dtype=bool).copy())
     return out
@@ -90,17 +94,18 @@ class TrainTransform:
     1. Scale by ``s ~ U(scale_range)``: bilinear for the image, centre sampling for the mask, box
        corners times the exact per-axis factor.
     2. Pad at the bottom/right up to ``crop_size``: the image with the mean colour (so it
-       normalises to ~0), the mask with ``ignore_index`` (padding is never trained on).
+       normalises to ~0), the mask with ``ignore_index``; ``valid`` is False there, and the
+       E-step neither labels padding nor counts it in its shares (:func:`emseg.estep.make_targets`).
     3. Crop a uniformly placed ``crop_size`` window. Boxes are shifted and clipped to the window; a
        box left narrower or shorter than ``min_box_size`` pixels is dropped.
     4. Flip left-right with probability 0.5 (``x1, x2 -> W - x2, W - x1``).
 
-    Image-level labels must stay true for the crop: the E-step hands every present class a share of
-    the crop's pixels (EM-Adapt: at least 20 %), so a class claimed but out of view would be painted
-    over whatever is there. A class that has boxes keeps its label only while one of its boxes
-    keeps at least ``min_visible`` of its (scaled) area inside the crop; classes without any box
-    (labels from another source) are kept. Boxes themselves are kept while at least
-    ``min_box_size`` pixels wide and high: the part in view is still inside the object's box.
+    Labels of the crop: where the sample has boxes (the box modes), a class keeps its label only
+    while one of its boxes keeps at least ``min_visible`` of its (scaled) area inside the crop, so
+    that the E-step does not hand a class out of view a share of the crop. Classes without any box
+    keep their label: the image-label modes read no box (``VOCSegmentation(boxes=False)``), so
+    their crops keep every image label, as the paper's do. Boxes themselves are kept while at
+    least ``min_box_size`` pixels wide and high: the part in view is still inside the object's box.
     """
 
     def __init__(
@@ -145,14 +150,17 @@ class TrainTransform:
             boxes[:, [1, 3]] *= nh / h
 
         ph, pw = max(self.crop_h - nh, 0), max(self.crop_w - nw, 0)
+        valid = np.ones((nh, nw), dtype=bool)
         if ph or pw:
             image = cv2.copyMakeBorder(image, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=self.pad_color)
             mask = np.pad(mask, ((0, ph), (0, pw)), constant_values=self.ignore_index)
+            valid = np.pad(valid, ((0, ph), (0, pw)), constant_values=False)
 
         y0 = _randint(image.shape[0] - self.crop_h + 1, generator)
         x0 = _randint(image.shape[1] - self.crop_w + 1, generator)
         image = image[y0 : y0 + self.crop_h, x0 : x0 + self.crop_w]
         mask = mask[y0 : y0 + self.crop_h, x0 : x0 + self.crop_w]
+        valid = valid[y0 : y0 + self.crop_h, x0 : x0 + self.crop_w]
         full_area = _box_area(boxes)
         boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]] - x0, 0, self.crop_w)
         boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]] - y0, 0, self.crop_h)
@@ -161,6 +169,7 @@ class TrainTransform:
         if self.flip and torch.rand((), generator=generator).item() < 0.5:
             image = image[:, ::-1]
             mask = mask[:, ::-1]
+            valid = valid[:, ::-1]
             boxes[:, [0, 2]] = self.crop_w - boxes[:, [2, 0]]
 
         keep = (boxes[:, 2] - boxes[:, 0] >= self.min_box_size) & (boxes[:, 3] - boxes[:, 1] >= self.min_box_size)
@@ -171,7 +180,7 @@ class TrainTransform:
                 labels[cls] = False
         boxes = boxes[keep]
 
-        out = dict(sample, image=image, mask=mask, boxes=boxes, labels=labels)
+        out = dict(sample, image=image, mask=mask, valid=valid, boxes=boxes, labels=labels)
         return to_tensors(out, self.mean, self.std)
 
 

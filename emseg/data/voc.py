@@ -40,6 +40,7 @@ from .io import (
     parse_voc_xml,
     read_id_list,
     read_image,
+    read_image_labels,
     read_mask_png,
     read_sbd_mat,
 )
@@ -126,6 +127,8 @@ class VOCSegmentation(Dataset):
             and the broken ones are dropped and listed in ``.skipped`` as ``(id, path, reason)``.
         annotations: optional source of labels/boxes that overrides the XML (e.g. :class:`CocoBoxes`).
         class_names: overrides ``classes.txt`` / VOC's names.
+        boxes: False reads no box anywhere (image labels only: the XML's object names, the
+            external source's labels, or the mask's classes); ``boxes`` is then empty ``[0, 5]``.
 
     ``__getitem__`` returns a dict: ``image`` float32 ``[3, H, W]``, ``image_uint8`` uint8
     ``[3, H, W]``, ``mask`` int64 ``[H, W]``, ``labels`` bool ``[C]`` (background always True),
@@ -142,8 +145,10 @@ class VOCSegmentation(Dataset):
         annotations: Annotations | None = None,
         class_names: Sequence[str] | None = None,
         progress: bool = False,
+        boxes: bool = True,
     ) -> None:
         self.root = Path(root)
+        self.boxes = boxes
         if not self.root.is_dir():
             raise MissingDataError(self.root, "data set root is not a directory")
         self.class_names = tuple(class_names) if class_names is not None else read_class_names(self.root)
@@ -244,13 +249,17 @@ class VOCSegmentation(Dataset):
                 raise DataError(entry.mask, f"mask is {mask.shape[1]}x{mask.shape[0]} but the image "
                                 f"{entry.image.name} is {w}x{h}")
         external = self.annotations.get(entry.id, self.num_classes) if self.annotations is not None else None
+        no_boxes = np.zeros((0, 5), dtype=np.float32)
         if external is not None:
-            labels, boxes = external
+            labels, boxes = external[0], external[1] if self.boxes else no_boxes
+        elif entry.xml is not None and not self.boxes:
+            labels, boxes = read_image_labels(entry.xml, self._class_index, self.num_classes), no_boxes
         elif entry.xml is not None:
             labels, boxes = self._labels_boxes_from_xml(entry.xml, w, h)
         else:
             assert mask is not None
-            labels, boxes = mask_labels(mask, self.num_classes), mask_boxes(mask, self.num_classes)
+            labels = mask_labels(mask, self.num_classes)
+            boxes = mask_boxes(mask, self.num_classes) if self.boxes else no_boxes
         if not strong or mask is None:
             mask = np.full((h, w), IGNORE_INDEX, dtype=np.uint8)
         return {
@@ -301,7 +310,7 @@ def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Batch samples from :class:`VOCSegmentation`.
 
     Images of different sizes are padded at the bottom/right to the largest: ``image`` with 0 (the
-    normalised mean), ``image_uint8`` with 0, ``mask`` with 255. Boxes are padded to the largest
+    normalised mean), ``image_uint8`` with 0, ``mask`` with 255, ``valid`` with False. Boxes are padded to the largest
     count (at least one row) with rows ``(0, 0, 0, 0, -1)``, which cover nothing.
     """
     if not samples:
@@ -312,6 +321,7 @@ def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     image = samples[0]["image"].new_zeros((n, 3, height, width))
     uint8 = torch.zeros((n, 3, height, width), dtype=torch.uint8)
     mask = torch.full((n, height, width), IGNORE_INDEX, dtype=torch.int64)
+    valid = torch.zeros((n, height, width), dtype=torch.bool)
     nbox = max(1, max(s["boxes"].shape[0] for s in samples))
     boxes = torch.zeros((n, nbox, 5), dtype=torch.float32)
     boxes[:, :, 4] = -1
@@ -320,11 +330,13 @@ def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         image[k, :, :h, :w] = s["image"]
         uint8[k, :, :h, :w] = s["image_uint8"]
         mask[k, :h, :w] = s["mask"]
+        valid[k, :h, :w] = s["valid"] if "valid" in s else True
         boxes[k, : s["boxes"].shape[0]] = s["boxes"]
     return {
         "image": image,
         "image_uint8": uint8,
         "mask": mask,
+        "valid": valid,
         "labels": torch.stack([torch.as_tensor(s["labels"], dtype=torch.bool) for s in samples]),
         "boxes": boxes,
         "strong": torch.tensor([bool(s["strong"]) for s in samples], dtype=torch.bool),
