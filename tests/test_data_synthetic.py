@@ -48,7 +48,7 @@ def test_same_seed_same_bytes_other_seed_other_images(syn, tmp_path):
     small = make_synthetic_voc(tmp_path / "a", num_train=10, num_val=5, image_size=64, seed=11, progress=False)
     again = make_synthetic_voc(tmp_path / "b", num_train=10, num_val=5, image_size=64, seed=11, progress=False)
     fa, fb = files(small), files(again)
-    assert fa == fb and len(fa) == 3 * 15 + 6  # 4 lists (pretrain.txt empty), classes.txt, synthetic.json
+    assert fa == fb and len(fa) == 3 * 15 + 7  # 5 lists (pretrain.txt and test.txt empty), classes.txt, synthetic.json
     big = files(root)
     for rel, data in fa.items():
         if rel.startswith(("JPEGImages", "SegmentationClassAug", "Annotations")):

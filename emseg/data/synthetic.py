@@ -70,11 +70,14 @@ from tqdm import tqdm
 
 from .io import IGNORE_INDEX, VOCObject, write_mask_png, write_voc_xml
 
-__all__ = ["SYNTHETIC_CLASSES", "SYNTHETIC_SPLITS", "make_synthetic_voc", "render_synthetic_image"]
+__all__ = ["SYNTHETIC_CLASSES", "SYNTHETIC_DEFAULTS", "SYNTHETIC_SPLITS", "make_synthetic_voc", "render_synthetic_image"]
 
 SYNTHETIC_CLASSES: tuple[str, ...] = ("background", "disc", "square", "triangle", "star", "ring", "cross")
 #: The image lists the synthetic set writes (train is the first seventh of train_aug).
-SYNTHETIC_SPLITS: tuple[str, ...] = ("train_aug", "train", "val", "pretrain")
+SYNTHETIC_SPLITS: tuple[str, ...] = ("train_aug", "train", "val", "test", "pretrain")
+#: The built-in set, whichever command writes it (``python -m emseg.train``, ``python -m emseg.data
+#: synthetic``): settings are chosen on ``val``, results reported on ``test``.
+SYNTHETIC_DEFAULTS = {"num_train": 400, "num_val": 100, "num_test": 200, "num_pretrain": 1600, "image_size": 64}
 
 _RED, _BLUE, _GREEN, _YELLOW = (200, 45, 40), (45, 75, 205), (40, 160, 65), (220, 195, 45)
 # class -> (base colour, texture)
@@ -87,7 +90,7 @@ _STYLE = {
     6: (_YELLOW, "checker"),
 }
 _TEXTURES = ("plain", "stripes", "dots", "checker")
-_FORMAT_VERSION = 2
+_FORMAT_VERSION = 3
 _MIN_VISIBLE = 0.4
 
 
@@ -314,19 +317,20 @@ def render_synthetic_image(
     return np.clip(np.round(image), 0, 255).astype(np.uint8), ignore_boundaries(labels), objects
 
 
-def _params(num_train: int, num_val: int, num_pretrain: int, image_size: int, seed: int) -> dict[str, int]:
-    return {"version": _FORMAT_VERSION, "num_train": num_train, "num_val": num_val, "num_pretrain": num_pretrain,
-            "image_size": image_size, "seed": seed}
+def _params(num_train: int, num_val: int, num_test: int, num_pretrain: int, image_size: int, seed: int) -> dict[str, int]:
+    return {"version": _FORMAT_VERSION, "num_train": num_train, "num_val": num_val, "num_test": num_test,
+            "num_pretrain": num_pretrain, "image_size": image_size, "seed": seed}
 
 
 def make_synthetic_voc(
     root: str | os.PathLike,
     num_train: int = 400,
     num_val: int = 100,
-    image_size: int = 96,
+    image_size: int = 64,
     seed: int = 0,
     progress: bool = True,
     num_pretrain: int = 0,
+    num_test: int = 0,
 ) -> Path:
     """Generate the synthetic set under ``root`` (VOC layout) and return ``root``.
 
@@ -334,12 +338,12 @@ def make_synthetic_voc(
     made with other parameters is replaced; a non-empty directory that is not a synthetic set is
     refused rather than written into.
     """
-    if num_train < 1 or num_val < 0 or num_pretrain < 0 or image_size < 16:
-        raise ValueError(f"need num_train >= 1, num_val >= 0, num_pretrain >= 0, image_size >= 16; "
-                         f"got {num_train}, {num_val}, {num_pretrain}, {image_size}")
+    if num_train < 1 or min(num_val, num_test, num_pretrain) < 0 or image_size < 16:
+        raise ValueError(f"need num_train >= 1, num_val, num_test, num_pretrain >= 0, image_size >= 16; "
+                         f"got {num_train}, {num_val}, {num_test}, {num_pretrain}, {image_size}")
     root = Path(root)
     marker = root / "synthetic.json"
-    params = _params(num_train, num_val, num_pretrain, image_size, seed)
+    params = _params(num_train, num_val, num_test, num_pretrain, image_size, seed)
     if marker.is_file():
         try:
             if json.loads(marker.read_text()) == params:
@@ -357,8 +361,9 @@ def make_synthetic_voc(
     (root / "classes.txt").write_text("\n".join(SYNTHETIC_CLASSES) + "\n")
 
     splits = {"train_aug": [f"train_{i:05d}" for i in range(num_train)], "val": [f"val_{i:05d}" for i in range(num_val)],
-              "pretrain": [f"pretrain_{i:05d}" for i in range(num_pretrain)]}
-    stream = {"train_aug": 0, "val": 1, "pretrain": 2}
+              "pretrain": [f"pretrain_{i:05d}" for i in range(num_pretrain)],
+              "test": [f"test_{i:05d}" for i in range(num_test)]}
+    stream = {"train_aug": 0, "val": 1, "pretrain": 2, "test": 3}
     jobs = [(split, i, image_id) for split, ids in splits.items() for i, image_id in enumerate(ids)]
     for split, i, image_id in tqdm(jobs, desc="synthetic VOC", disable=not progress):
         rng = np.random.default_rng([seed, stream[split], i])
@@ -376,6 +381,7 @@ def make_synthetic_voc(
     lists.joinpath("train.txt").write_text("".join(f"{i}\n" for i in splits["train_aug"][: max(1, num_train // 7)]))
     lists.joinpath("val.txt").write_text("".join(f"{i}\n" for i in splits["val"]))
     lists.joinpath("pretrain.txt").write_text("".join(f"{i}\n" for i in splits["pretrain"]))
+    lists.joinpath("test.txt").write_text("".join(f"{i}\n" for i in splits["test"]))
     tmp = marker.with_suffix(".tmp")
     tmp.write_text(json.dumps(params, sort_keys=True))
     tmp.replace(marker)  # written last: its presence means the set is complete
