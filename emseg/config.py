@@ -57,6 +57,11 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     lr_policy: str = "poly"
+    warmup: int = 0
+    clip_grad: float = 0.0
+    spike_factor: float = 5.0
+    estep_crf: bool = False
+    estep_teacher: float = 0.0
     lr_step: int = 1000
     lr_gamma: float = 0.1
     poly_power: float = 0.9
@@ -122,6 +127,11 @@ def build_parser(prog: str = "python -m emseg.train") -> argparse.ArgumentParser
     g.add_argument("--suppress-absent", action="store_true", help="EM-Fixed: absent classes cannot win the E-step's argmax")
     g.add_argument("--fg-portion", type=float, default=0.2, help="EM-Adapt: minimum share of pixels for each present foreground class")
     g.add_argument("--bg-portion", type=float, default=0.4, help="EM-Adapt: minimum share of pixels for background")
+    g.add_argument("--estep-crf", action=argparse.BooleanOptionalAction, default=None,
+                   help="refine the online E-step's labels with the dense CRF (--crf-* settings) on the crop")
+    g.add_argument("--estep-teacher", type=float, default=None, help="run the online E-step on a copy of the network "
+                   "whose weights follow the trained ones as an exponential moving average with this decay (0: the "
+                   "trained network itself)")
     g.add_argument("--center-portion", type=float, default=0.2, help="Bbox-Seg: share of each box fixed as foreground around its centre")
     g.add_argument("--seg-box-prob", type=float, default=0.6, help="Bbox-Seg: prior probability of the box's class inside the box (background gets the rest)")
 
@@ -151,6 +161,10 @@ def build_parser(prog: str = "python -m emseg.train") -> argparse.ArgumentParser
     g.add_argument("--classifier-lr-mult", type=float, default=10.0, help="learning-rate multiplier of the final classifier")
     g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
     g.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay (weights only, not biases)")
+    g.add_argument("--warmup", type=int, default=None, help="iterations of linear learning-rate warm-up")
+    g.add_argument("--clip-grad", type=float, default=None, help="clip the global gradient norm to this (0: no clipping)")
+    g.add_argument("--spike-factor", type=float, default=5.0, help="a loss above this times the median of the last 50 "
+                   "skips its step; persistent spikes or a non-finite loss roll back with half the learning rate (0: off)")
     g.add_argument("--lr-policy", choices=["step", "poly"], default=None, help="step: x gamma every --lr-step; poly: (1 - it/max)^power")
     g.add_argument("--lr-step", type=int, default=None, help="step policy: iterations between decays")
     g.add_argument("--lr-gamma", type=float, default=0.1, help="step policy: decay factor")

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from . import ops
@@ -64,6 +65,31 @@ def downsample_mask(mask: Tensor, size: tuple[int, int], stride: int) -> Tensor:
     return out
 
 
+def valid_cells(valid: Tensor, size: tuple[int, int], stride: int) -> Tensor:
+    """``valid`` ``[N, H, W]`` (image, not padding) -> ``[N, h, w]`` on the score grid, sampled as
+    :func:`downsample_mask` samples masks; cells beyond the image are not valid."""
+    h, w = size
+    sub = valid[:, ::stride, ::stride][:, :h, :w]
+    out = valid.new_zeros((valid.shape[0], h, w))
+    out[:, : sub.shape[1], : sub.shape[2]] = sub
+    return out
+
+
+def upsample_scores(scores: Tensor, size: tuple[int, int], stride: int) -> Tensor:
+    """Bilinear upsampling of ``[N, C, h, w]`` scores to ``size`` that keeps score cell ``(i, j)``
+    on image pixel ``(stride*i, stride*j)``; rows/columns past the last cell repeat the edge."""
+    h, w = scores.shape[-2:]
+    H, W = size
+    up = F.interpolate(
+        scores, size=(stride * (h - 1) + 1, stride * (w - 1) + 1), mode="bilinear", align_corners=True
+    )
+    up = up[..., :H, :W]
+    pad_h, pad_w = H - up.shape[-2], W - up.shape[-1]
+    if pad_h > 0 or pad_w > 0:
+        up = F.pad(up, (0, pad_w, 0, pad_h), mode="replicate")
+    return up
+
+
 def boxes_to_score_coords(boxes: Tensor, stride: int) -> Tensor:
     """Box corners from image pixels to score-grid units.
 
@@ -78,21 +104,88 @@ def boxes_to_score_coords(boxes: Tensor, stride: int) -> Tensor:
 
 
 # ---------------------------------------------------------------------------------------------
-# Online E-steps: (scores [N,C,h,w] float32, batch, cfg, stride) -> labels int64 [N,h,w]
+# Online E-steps: (scores [N,C,h,w] float32, batch, cfg, stride) -> (labels int64 [N,h,w], biases)
+#
+# ``biases`` (broadcastable to the scores, DISALLOWED for a class that may not win) are what the
+# E-step added: ``labels == argmax(scores + biases)``. The CRF-refined E-step
+# (:func:`refine_with_crf`) refines the softmax of the biased scores.
+
+#: The bias of a class that may not win a pixel: finite, so that softmax and the CRF stay finite.
+DISALLOWED = -1e4
 
 
-def estep_em_fixed(scores: Tensor, batch: dict, cfg: EStepConfig, stride: int) -> Tensor:
-    return ops.em_fixed(scores, batch["labels"], cfg.fg_bias, cfg.bg_bias, cfg.suppress_absent)
+def _fixed_biases(present: Tensor, cfg: EStepConfig) -> Tensor:
+    """EM-Fixed's biases ``[N, C]``: b_bg for background, b_fg for a present class, 0 (or, with
+    suppress_absent, DISALLOWED) for an absent one."""
+    absent = DISALLOWED if cfg.suppress_absent else 0.0
+    out = torch.where(present, cfg.fg_bias, absent).float()
+    out[:, 0] = cfg.bg_bias
+    return out
 
 
-def estep_em_adapt(scores: Tensor, batch: dict, cfg: EStepConfig, stride: int) -> Tensor:
-    labels, _ = ops.em_adapt(scores, batch["labels"], cfg.fg_portion, cfg.bg_portion, cfg.max_iter)
-    return labels
+def estep_em_fixed(scores: Tensor, batch: dict, cfg: EStepConfig, stride: int) -> tuple[Tensor, Tensor]:
+    labels = ops.em_fixed(scores, batch["labels"], cfg.fg_bias, cfg.bg_bias, cfg.suppress_absent)
+    return labels, _fixed_biases(batch["labels"], cfg)[..., None, None]
 
 
-def estep_bbox_em_fixed(scores: Tensor, batch: dict, cfg: EStepConfig, stride: int) -> Tensor:
+def estep_em_adapt(scores: Tensor, batch: dict, cfg: EStepConfig, stride: int) -> tuple[Tensor, Tensor]:
+    """The shares are of each image's valid cells (``batch["valid"]``, padding left out): EM-Adapt
+    looks at no pixel's position, so an image's valid cells are solved as one row."""
+    valid = batch.get("valid")
+    if valid is None or bool(valid.all()):
+        labels, biases = ops.em_adapt(scores, batch["labels"], cfg.fg_portion, cfg.bg_portion, cfg.max_iter)
+        return labels, biases.clamp(min=DISALLOWED).float()[..., None, None]
+    labels = torch.full(valid.shape, IGNORE_INDEX, dtype=torch.int64, device=scores.device)
+    biases = torch.zeros(scores.shape[:2], dtype=torch.float32, device=scores.device)
+    for i in range(scores.shape[0]):
+        cells = scores[i][:, valid[i]]
+        if cells.shape[1]:
+            row, bias = ops.em_adapt(cells[None, :, None].contiguous(), batch["labels"][i : i + 1], cfg.fg_portion,
+                                     cfg.bg_portion, cfg.max_iter)
+            labels[i][valid[i]] = row.view(-1)
+            biases[i] = bias[0].clamp(min=DISALLOWED)
+    return labels, biases[..., None, None]
+
+
+def estep_bbox_em_fixed(scores: Tensor, batch: dict, cfg: EStepConfig, stride: int) -> tuple[Tensor, Tensor]:
     boxes = boxes_to_score_coords(batch["boxes"].float(), stride).contiguous()
-    return ops.bbox_em_fixed(scores, boxes, cfg.fg_bias, cfg.bg_bias, cfg.suppress_absent)
+    labels = ops.bbox_em_fixed(scores, boxes, cfg.fg_bias, cfg.bg_bias, cfg.suppress_absent)
+    n, c, h, w = scores.shape
+    cover = box_coverage(boxes, c, h, w)
+    in_any = cover[:, 1:].any(1, keepdim=True)
+    inside = torch.where(cover, cfg.fg_bias, DISALLOWED if cfg.suppress_absent else 0.0)
+    inside[:, :1] = cfg.bg_bias
+    outside = torch.full_like(inside, DISALLOWED)
+    outside[:, :1] = 0.0
+    return labels, torch.where(in_any, inside, outside)
+
+
+def box_coverage(boxes: Tensor, num_classes: int, height: int, width: int) -> Tensor:
+    """bool ``[N, C, height, width]``: which pixels each class's boxes cover (the ops' half-open
+    pixel rule; rows with class < 0 cover nothing)."""
+    cover = torch.zeros(boxes.shape[0], num_classes, height, width, dtype=torch.bool, device=boxes.device)
+    for b in range(boxes.shape[1]):
+        one = boxes[:, b : b + 1].clone()
+        cls = one[:, 0, 4].long()
+        one[:, 0, 4] = torch.where(cls > 0, 1.0, -1.0)
+        inside = ops.boxes_to_labels(one.contiguous(), height, width, 0) == 1
+        rows = (cls > 0).nonzero().squeeze(1)
+        cover[rows, cls[rows]] |= inside[rows]
+    return cover
+
+
+@torch.no_grad()
+def refine_with_crf(scores: Tensor, biases: Tensor, image: Tensor, crf, stride: int) -> Tensor:
+    """The CRF-refined E-step: the softmax of the biased scores, brought to image resolution,
+    refined by the dense CRF on ``image`` (uint8 ``[N, 3, H, W]``); each score cell takes the label
+    of the image pixel it is centred on. A class the E-step did not allow stays out."""
+    biased = (scores + biases).float()
+    up = upsample_scores(biased, tuple(image.shape[-2:]), stride)
+    q = crf((-torch.log_softmax(up, 1)).contiguous(), image.contiguous())
+    h, w = scores.shape[-2:]
+    q = q[:, :, ::stride, ::stride][:, :, :h, :w]
+    allowed = (biases > DISALLOWED / 2).expand_as(biased)
+    return torch.where(allowed, q, -1.0).argmax(1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,13 +210,7 @@ def box_prior(boxes: Tensor, height: int, width: int, cfg: EStepConfig) -> tuple
     boxes = boxes[valid].float()
     classes = sorted({int(c) for c in boxes[:, 4].tolist()} - {0})
     label_ids = torch.tensor([0] + classes, dtype=torch.int64)
-    slot = {c: i + 1 for i, c in enumerate(classes)}
-    cover = torch.zeros(len(label_ids), height, width, dtype=torch.bool)
-    for b in boxes:  # a handful of boxes per image: per-box coverage with the op's pixel rule
-        one = b.clone()
-        one[4] = 1
-        inside = ops.boxes_to_labels(one.view(1, 1, 5).contiguous(), height, width, 0)[0] == 1
-        cover[slot[int(b[4])]] |= inside
+    cover = box_coverage(boxes[None], int(label_ids.max()) + 1, height, width)[0][label_ids]
     n_cover = cover[1:].sum(0)
     prob = torch.zeros(len(label_ids), height, width)
     in_any = n_cover > 0
@@ -167,7 +254,7 @@ class Mode:
 
     name: str
     needs: str  #: "mask" (every image is strong), "labels" (image-level) or "boxes"
-    online: Callable[[Tensor, dict, EStepConfig, int], Tensor] | None = None
+    online: Callable[[Tensor, dict, EStepConfig, int], tuple[Tensor, Tensor]] | None = None
     fixed: Callable[..., Tensor] | None = None
     needs_crf: bool = False
     #: the EStepConfig fields the fixed labels depend on (with the CRF's parameters when needs_crf)
@@ -202,12 +289,14 @@ def get_mode(name: str) -> Mode:
 
 
 @torch.no_grad()
-def make_targets(mode: Mode, scores: Tensor, batch: dict, cfg: EStepConfig, stride: int) -> Tensor:
+def make_targets(mode: Mode, scores: Tensor, batch: dict, cfg: EStepConfig, stride: int, crf=None) -> Tensor:
     """Training targets ``[N, h, w]`` at score resolution for one batch.
 
     Masks (ground truth, or the fixed labels standing in for them) for strong images, for ``full``
     and for the fixed modes; the online E-step on the detached float32 scores for the weak images
-    of an online mode.
+    of an online mode. Padding (``batch["valid"]`` False) is never a target, and the E-step counts
+    its shares over each image's valid cells only. With ``crf``, the E-step's labels are refined
+    by the dense CRF on ``batch["image_uint8"]`` (:func:`refine_with_crf`).
     """
     target = downsample_mask(batch["mask"].to(scores.device), scores.shape[-2:], stride)
     if mode.online is None:
@@ -216,5 +305,13 @@ def make_targets(mode: Mode, scores: Tensor, batch: dict, cfg: EStepConfig, stri
     if bool(weak.any()):
         idx = weak.nonzero().squeeze(1)
         sub = {k: batch[k].to(scores.device)[idx] for k in ("labels", "boxes") if k in batch}
-        target[idx] = mode.online(scores.detach()[idx].float().contiguous(), sub, cfg, stride)
+        if "valid" in batch:
+            sub["valid"] = valid_cells(batch["valid"].to(scores.device)[idx], scores.shape[-2:], stride)
+        weak_scores = scores.detach()[idx].float().contiguous()
+        labels, biases = mode.online(weak_scores, sub, cfg, stride)
+        if crf is not None:
+            labels = refine_with_crf(weak_scores, biases, batch["image_uint8"].to(scores.device)[idx], crf, stride)
+        if "valid" in sub:
+            labels = labels.masked_fill(~sub["valid"], IGNORE_INDEX)
+        target[idx] = labels
     return target

@@ -12,21 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .crf import CRF
-
-
-def upsample_scores(scores: Tensor, size: tuple[int, int], stride: int) -> Tensor:
-    """Bilinear upsampling of ``[N, C, h, w]`` scores to ``size`` that keeps score cell ``(i, j)``
-    on image pixel ``(stride*i, stride*j)``; rows/columns past the last cell repeat the edge."""
-    h, w = scores.shape[-2:]
-    H, W = size
-    up = F.interpolate(
-        scores, size=(stride * (h - 1) + 1, stride * (w - 1) + 1), mode="bilinear", align_corners=True
-    )
-    up = up[..., :H, :W]
-    pad_h, pad_w = H - up.shape[-2], W - up.shape[-1]
-    if pad_h > 0 or pad_w > 0:
-        up = F.pad(up, (0, pad_w, 0, pad_h), mode="replicate")
-    return up
+from .estep import upsample_scores
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -18,7 +18,7 @@ from .data.voc import find_list
 PRESETS: dict[str, dict] = {
     "voc": dict(
         model="deeplab-largefov", batch_size=20, crop_size=321, iterations=6000, lr=1e-3,
-        lr_policy="step", lr_step=2000, scale_min=0.5, scale_max=1.5, mode="em-fixed",
+        lr_policy="step", lr_step=2000, warmup=0, clip_grad=0.0, estep_crf=False, estep_teacher=0.0, scale_min=0.5, scale_max=1.5, mode="em-fixed",
         eval_batch_size=1, train_split="train_aug", val_split="val", log_interval=20,
         checkpoint_interval=1000, width=32, input_scale=1.0, crf=CRFParams(),
     ),
@@ -27,14 +27,14 @@ PRESETS: dict[str, dict] = {
     # and as many iterations as cpu_iterations gives for the training list
     "cpu": dict(
         model="small", batch_size=8, crop_size=64, iterations=1500, lr=2e-2,
-        lr_policy="poly", lr_step=1000, scale_min=0.75, scale_max=1.25, mode="em-adapt",
+        lr_policy="poly", lr_step=1000, warmup=0, clip_grad=0.0, estep_crf=False, estep_teacher=0.0, scale_min=0.75, scale_max=1.25, mode="em-adapt",
         eval_batch_size=1, train_split="train_aug", val_split="val", log_interval=20,
         checkpoint_interval=500, width=16, input_scale=None,
         crf=CRFParams(bi_w=4.0, bi_xy_std=16.0, bi_rgb_std=5.0, pos_w=3.0, pos_xy_std=1.0, iterations=10),
     ),
     "synthetic": dict(
         model="small", batch_size=8, crop_size=64, iterations=1500, lr=2e-2,
-        lr_policy="poly", lr_step=1000, scale_min=0.75, scale_max=1.25, mode="em-adapt",
+        lr_policy="poly", lr_step=1000, warmup=0, clip_grad=0.0, estep_crf=False, estep_teacher=0.0, scale_min=0.75, scale_max=1.25, mode="em-adapt",
         eval_batch_size=8, train_split="train_aug", val_split="val", log_interval=20,
         checkpoint_interval=500, width=16, input_scale=1.0,
         # DeepLab's VOC CRF scaled to 64-pixel images (VOC images are about 500 pixels wide)

@@ -14,6 +14,7 @@ scores -> SGD. Bbox-Rect and Bbox-Seg estimate their labels once before training
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import random
@@ -38,6 +39,7 @@ from .estep import IGNORE_INDEX, Mode, get_mode, make_targets
 from .evaluate import evaluate
 from .metrics import ConfusionMatrix, MetricsLog
 from .models import build_model
+from .optim import SpikeGuard, lr_factor, param_groups
 from .pretrain import load_pretrained, pretrained_start_for
 from .training_data import TrainingData, prepare_data, training_data
 from .visualize import draw_validation_pictures, plot_curves
@@ -62,28 +64,6 @@ def segmentation_loss(scores: torch.Tensor, target: torch.Tensor, info: DistInfo
         count = count.clone()
         dist.all_reduce(count)
     return total * info.world_size / count.clamp(min=1.0)
-
-
-def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
-    """DeepLab's Caffe multipliers: weights x1 with decay, biases x2 without; the classifier x10 / x20."""
-    groups = {k: [] for k in ("w", "b", "cw", "cb")}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        head = name.startswith("classifier.")
-        groups[("c" if head else "") + ("b" if name.endswith("bias") else "w")].append(p)
-    m = cfg.classifier_lr_mult
-    spec = {"w": (1.0, cfg.weight_decay), "b": (2.0, 0.0), "cw": (m, cfg.weight_decay), "cb": (2.0 * m, 0.0)}
-    return [
-        {"params": ps, "lr": cfg.lr * spec[k][0], "weight_decay": spec[k][1], "lr_mult": spec[k][0], "name": k}
-        for k, ps in groups.items() if ps
-    ]
-
-
-def lr_factor(cfg: TrainConfig, it: int) -> float:
-    if cfg.lr_policy == "step":
-        return cfg.lr_gamma ** (it // cfg.lr_step)
-    return (1.0 - min(it, cfg.iterations) / cfg.iterations) ** cfg.poly_power
 
 
 def seed_everything(seed: int) -> None:
@@ -112,11 +92,18 @@ class Run:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     out: Path
+    guard: SpikeGuard
+    #: the E-step's network: a slowly updated average of ``model`` (--estep-teacher), or None (the
+    #: E-step then reads the training forward's own scores)
+    teacher: nn.Module | None
+    estep_crf: CRF | None  #: the dense CRF that refines the E-step's labels (--estep-crf)
     #: the mean loss of the current log window is running / window (kept on the device)
     running: torch.Tensor
     window: int = 0
     seconds_before: float = 0.0  #: training time of the invocations before a resume
     best_miou: float = -1.0  #: the best validation mIoU so far (best.pth holds its weights)
+    start_miou: float | None = None  #: the validation mIoU of the start, before the first step
+    clipped: int = 0  #: steps whose gradient norm was clipped in the current log window
 
     @property
     def checkpoint_path(self) -> Path:
@@ -156,8 +143,11 @@ def setup(cfg: TrainConfig) -> tuple[Run, int]:
     if not ckpt and not cfg.pretrained and cfg.init != "scratch":
         load_pretrained(model, cfg.init if cfg.init != "pretrain" else pretrained_start_for(cfg, root, info, device))
     model = model.to(device)
-    optimizer = torch.optim.SGD(param_groups(model, cfg), lr=cfg.lr, momentum=cfg.momentum)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(cfg, it))
+    optimizer = torch.optim.SGD(param_groups(model, cfg.lr, cfg.weight_decay, cfg.classifier_lr_mult), lr=cfg.lr,
+                                momentum=cfg.momentum)
+    guard = SpikeGuard(cfg.spike_factor)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: guard.lr_scale * lr_factor(
+        it, cfg.iterations, cfg.lr_policy, cfg.warmup, cfg.lr_step, cfg.lr_gamma, cfg.poly_power))
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     if ckpt:
         model.load_state_dict(ckpt["model"])
@@ -167,13 +157,22 @@ def setup(cfg: TrainConfig) -> tuple[Run, int]:
         set_rng_state(ckpt["rng"][info.rank] if info.rank < len(ckpt["rng"]) else ckpt["rng"][0])
         log.info(f"resumed from {cfg.resume} at iteration {start}")
     net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if info.world_size > 1 else model
-    run = Run(cfg, info, device, use_amp, mode, data, model, net, optimizer, scheduler, scaler, out,
+    teacher = None
+    if cfg.estep_teacher > 0 and mode.online is not None:
+        teacher = copy.deepcopy(model).eval().requires_grad_(False)
+        if ckpt:
+            teacher.load_state_dict(ckpt["teacher"])
+    estep_crf = make_crf(cfg.crf) if cfg.estep_crf and mode.online is not None else None
+    run = Run(cfg, info, device, use_amp, mode, data, model, net, optimizer, scheduler, scaler, out, guard, teacher, estep_crf,
               running=torch.zeros((), dtype=torch.float64, device=device))
     if ckpt and "loss_window" in ckpt:
         run.running.fill_(ckpt["loss_window"]["sum"])
         run.window = ckpt["loss_window"]["count"]
         run.seconds_before = ckpt["seconds"]
         run.best_miou = ckpt.get("best_miou", -1.0)
+        run.start_miou = ckpt.get("start_miou")
+        guard.load_state_dict(ckpt["guard"])
+    guard.snapshot(model, optimizer)
     log.info(
         f"mode {mode.name} ({mode.summary}); {data.num_strong} strong + {data.num_weak} weak images, "
         f"{data.strong_per_batch}/{cfg.batch_size} strong per batch; preset {cfg.preset}; model {cfg.model}"
@@ -212,6 +211,9 @@ def save(run: Run, it: int, seconds: float, path: Path | None = None) -> None:
             "loss_window": {"sum": float(run.running), "count": run.window},
             "seconds": seconds,
             "best_miou": run.best_miou,
+            "start_miou": run.start_miou,
+            "guard": run.guard.state_dict(),
+            **({"teacher": run.teacher.state_dict()} if run.teacher is not None else {}),
             "num_classes": run.data.dataset.num_classes,
             "class_names": list(run.data.dataset.class_names),
             "args": config_to_dict(run.cfg),
@@ -220,65 +222,89 @@ def save(run: Run, it: int, seconds: float, path: Path | None = None) -> None:
     )
 
 
-def train_step(run: Run, batch: dict) -> torch.Tensor:
-    """One EM iteration: scores, E-step targets on the detached scores, loss, SGD step."""
+def train_step(run: Run, batch: dict, it: int) -> tuple[torch.Tensor, bool]:
+    """One EM iteration (``it`` counts from 1): scores, E-step targets on the detached scores, loss,
+    and the SGD step with its gradient clipped, unless the spike guard skips it or rolls back."""
     image = batch["image"].to(run.device, non_blocking=True)
     with torch.autocast(run.device.type, dtype=torch.float16, enabled=run.use_amp):
         scores = run.net(image)
-    target = make_targets(run.mode, scores.detach().float(), batch, run.cfg.estep, run.model.output_stride)
+        if run.teacher is not None:
+            with torch.no_grad():
+                estep_scores = run.teacher(image)
+        else:
+            estep_scores = scores.detach()
+    target = make_targets(run.mode, estep_scores.float(), batch, run.cfg.estep, run.model.output_stride, run.estep_crf)
     loss = segmentation_loss(scores, target, run.info)
+    action = run.guard.check(float(run.info.sum_over_processes(loss.detach())) / run.info.world_size, it)
     run.optimizer.zero_grad(set_to_none=True)
-    run.scaler.scale(loss).backward()
-    run.scaler.step(run.optimizer)
-    run.scaler.update()
+    if action == "step":
+        run.scaler.scale(loss).backward()
+        if run.cfg.clip_grad > 0:
+            run.scaler.unscale_(run.optimizer)
+            norm = nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.clip_grad)
+            run.clipped += int(norm > run.cfg.clip_grad)
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        if run.teacher is not None:
+            update_teacher(run.teacher, run.model, run.cfg.estep_teacher)
+    elif action == "rollback":
+        run.guard.restore(run.model, run.optimizer)
     run.scheduler.step()
-    return loss.detach()
+    return loss.detach(), action == "step"
+
+
+@torch.no_grad()
+def update_teacher(teacher: nn.Module, model: nn.Module, decay: float) -> None:
+    """teacher <- decay * teacher + (1 - decay) * model, parameter by parameter."""
+    for t, p in zip(teacher.parameters(), model.parameters()):
+        t.lerp_(p, 1.0 - decay)
 
 
 def train_steps(run: Run, start: int, end: int, metrics: MetricsLog) -> float:
     """Iterations ``start..end-1`` with log rows and checkpoints; returns the training seconds of
-    the whole run so far. A loss that is not finite stops the run at the next log row or
-    checkpoint, before anything is written, naming the iteration."""
+    the whole run so far. The spike guard (:class:`emseg.optim.SpikeGuard`) skips or rolls back
+    the steps whose loss runs away, and stops the run when that does not help."""
     cfg, info = run.cfg, run.info
     run.net.train()
     t0 = time.time() - run.seconds_before
-    # The running loss and the first non-finite iteration stay on the device: reading them back
-    # every step would synchronise the GPU each iteration; they are read at log and checkpoint
-    # time only.
-    bad_at = torch.zeros((), dtype=torch.int64, device=run.device)
     data_iter = iter(run.data.loader)
     bar = tqdm(total=cfg.iterations, initial=start, desc=f"train {run.mode.name}", disable=not (cfg.progress and info.main), dynamic_ncols=True)
     for it in range(start, end):
-        loss = train_step(run, next(data_iter))
-        run.running += loss.double() / info.world_size
-        run.window += 1
-        bad_at = torch.where((bad_at == 0) & ~torch.isfinite(loss), it + 1, bad_at)
-        bar.update(1)
         done = it + 1
-        log_row = done % cfg.log_interval == 0 or done == cfg.iterations
-        checkpoint = done % cfg.checkpoint_interval == 0 or done == end
-        if (log_row or checkpoint) and (bad := int(info.max_over_processes(bad_at))):
-            raise FloatingPointError(f"the loss is not finite at iteration {bad}; stopped without writing a "
-                                     f"checkpoint (the last good one, if any: {run.checkpoint_path}); lower --lr")
-        if log_row:
-            lr = run.optimizer.param_groups[0]["lr"]
-            mean_loss = float(run.running) / run.window
-            bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{lr:.2e}")
-            if not (cfg.progress and info.main):
-                log.info(f"it {done}/{cfg.iterations}  loss {mean_loss:.4f}  lr {lr:.2e}")
-            metrics.write(iteration=done, loss=mean_loss, lr=lr, seconds=round(time.time() - t0, 2))
-            run.running.zero_()
-            run.window = 0
+        loss, taken = train_step(run, next(data_iter), done)
+        if taken:  # the log's mean is over the steps taken; a skipped spike is logged on its own
+            run.running += loss.double() / info.world_size
+            run.window += 1
+        bar.update(1)
+        if done % cfg.log_interval == 0 or done == cfg.iterations:
+            log_row(run, done, metrics, bar, time.time() - t0)
         if cfg.eval_interval and done % cfg.eval_interval == 0 and done < cfg.iterations:
             _, cm, _ = validate(run)
             metrics.write(iteration=done, miou=cm.miou())
             keep_best(run, done, cm.miou(), time.time() - t0)
             log.info(f"it {done}/{cfg.iterations}  {cfg.val_split} mIoU {100 * cm.miou():.1f} %")
             run.net.train()
-        if checkpoint:
+        if done % cfg.checkpoint_interval == 0 or done == end:
             save(run, done, time.time() - t0)
+            run.guard.snapshot(run.model, run.optimizer)
     bar.close()
     return time.time() - t0
+
+
+def log_row(run: Run, done: int, metrics: MetricsLog, bar, seconds: float) -> None:
+    """One row of the log and metrics.csv: the mean loss of the window's steps, the learning rate,
+    and the window's clipped steps."""
+    cfg = run.cfg
+    lr = run.optimizer.param_groups[0]["lr"]
+    mean_loss = float(run.running) / max(run.window, 1)
+    bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{lr:.2e}")
+    if not (cfg.progress and run.info.main):
+        clipped = f"  clipped {run.clipped}/{run.window}" if run.clipped else ""
+        log.info(f"it {done}/{cfg.iterations}  loss {mean_loss:.4f}  lr {lr:.2e}{clipped}")
+    metrics.write(iteration=done, loss=mean_loss, lr=lr, seconds=round(seconds, 2))
+    run.running.zero_()
+    run.window = 0
+    run.clipped = 0
 
 
 def validate(run: Run, crf: CRF | None = None) -> tuple[VOCSegmentation, ConfusionMatrix, ConfusionMatrix | None]:
@@ -293,6 +319,16 @@ def validate(run: Run, crf: CRF | None = None) -> tuple[VOCSegmentation, Confusi
     cm, cm_crf = evaluate(run.model, vloader, run.data.dataset.num_classes, run.device, crf, amp=run.use_amp,
                           progress=cfg.progress and info.main)
     return val, cm, cm_crf
+
+
+def evaluate_start(run: Run, metrics: MetricsLog) -> None:
+    """The validation mIoU of the network the run starts from, before the first step (row 0 of
+    metrics.csv): what the final figure is measured against."""
+    _, cm, _ = validate(run)
+    run.start_miou = cm.miou()
+    metrics.write(iteration=0, miou=run.start_miou)
+    log.info(f"start: {run.cfg.val_split} mIoU {100 * run.start_miou:.1f} % before the first step")
+    run.net.train()
 
 
 def keep_best(run: Run, it: int, miou: float, seconds: float) -> None:
@@ -310,11 +346,15 @@ def final_evaluation(run: Run, metrics: MetricsLog, train_seconds: float) -> dic
     val, cm, cm_crf = validate(run, crf)
     if cfg.eval_interval:
         keep_best(run, cfg.iterations, cm.miou(), train_seconds)
-    summary = {"checkpoint": str(run.checkpoint_path), "miou": cm.miou(), "iou": cm.iou().tolist(), "train_seconds": train_seconds}
+    summary = {"checkpoint": str(run.checkpoint_path), "miou": cm.miou(), "start_miou": run.start_miou,
+               "iou": cm.iou().tolist(), "train_seconds": train_seconds, "skipped_steps": run.guard.skipped,
+               "rollbacks": run.guard.rollbacks}
     metrics.write(iteration=cfg.iterations, miou=cm.miou(), miou_crf=cm_crf.miou() if cm_crf else "")
     if not info.main:
         return summary
     log.info(f"\n{cfg.val_split} ({len(val)} images), mode {run.mode.name}:\n" + cm.table(list(val.class_names)))
+    log.info(f"{cfg.val_split} mIoU {100 * cm.miou():.1f} %, start {100 * run.start_miou:.1f} % "
+             f"({100 * (cm.miou() - run.start_miou):+.1f})")
     if cm_crf is not None:
         summary["miou_crf"] = cm_crf.miou()
         log.info("\nwith dense CRF:\n" + cm_crf.table(list(val.class_names)))
@@ -338,6 +378,8 @@ def train(cfg: TrainConfig) -> dict:
     """Run training (and the final evaluation); returns a summary dict (rank 0 has the metrics)."""
     run, start = setup(cfg)
     metrics = MetricsLog(run.out, run.info.main, resume_at=start if cfg.resume else None)
+    if start == 0:
+        evaluate_start(run, metrics)
     end = cfg.iterations if cfg.stop_after is None else min(cfg.iterations, start + cfg.stop_after)
     train_seconds = train_steps(run, start, end, metrics)
     ckpt_path = run.checkpoint_path

@@ -99,29 +99,69 @@ def test_evaluate_flags(trained, argv, message, capsys):
 # ---- 1: a loss that stops being finite stops the run, the last good checkpoint stays -----------
 
 
-def test_non_finite_loss_stops_the_run(synthetic, tmp_path, monkeypatch):
+def loss_spoiled_at(monkeypatch, bad) -> None:
+    """Multiply the training loss of the calls ``bad(n)`` (n counts from 1) by ``factor``."""
     calls = []
     real = train_mod.segmentation_loss
 
-    def nan_at_five(scores, target, info):
+    def spoiled(scores, target, info):
         calls.append(1)
         loss = real(scores, target, info)
-        return loss * float("nan") if len(calls) == 5 else loss
+        factor = bad(len(calls))
+        return loss * factor if factor is not None else loss
 
-    monkeypatch.setattr(train_mod, "segmentation_loss", nan_at_five)
+    monkeypatch.setattr(train_mod, "segmentation_loss", spoiled)
+
+
+def test_a_non_finite_loss_rolls_back_with_a_lower_learning_rate(synthetic, tmp_path, monkeypatch):
+    loss_spoiled_at(monkeypatch, lambda n: float("nan") if n == 5 else None)
     out = tmp_path / "run"
-    with pytest.raises(FloatingPointError, match="the loss is not finite at iteration 5"):
-        train_main(small_args(synthetic, out, **{"--mode": "full", "--iterations": 8, "--checkpoint-interval": 2,
+    summary = train_main(small_args(synthetic, out, **{"--mode": "full", "--iterations": 8, "--checkpoint-interval": 2,
+                                                       "--log-interval": 3}))
+    assert summary["rollbacks"] == 1 and summary["skipped_steps"] == 1
+    assert ("it 5: the loss is not finite; rolled back to the last snapshot with the learning rate x0.5"
+            in (out / "train.log").read_text())
+    ckpt = load_checkpoint(out / "checkpoint.pth")
+    assert ckpt["iteration"] == 8 and ckpt["guard"]["lr_scale"] == 0.5
+    assert all(torch.isfinite(p).all() for p in ckpt["model"].values())
+
+
+def test_a_loss_that_stays_non_finite_stops_the_run(synthetic, tmp_path, monkeypatch):
+    loss_spoiled_at(monkeypatch, lambda n: float("nan") if n >= 5 else None)
+    out = tmp_path / "run"
+    with pytest.raises(FloatingPointError, match="the loss is not finite at iteration 8 after 3 roll-back"):
+        train_main(small_args(synthetic, out, **{"--mode": "full", "--iterations": 12, "--checkpoint-interval": 2,
                                                  "--log-interval": 3}))
     ckpt = load_checkpoint(out / "checkpoint.pth")
-    assert ckpt["iteration"] == 4
+    assert ckpt["iteration"] == 6  # steps 5 and 6 were rolled back: the weights of iteration 4
     assert all(torch.isfinite(p).all() for p in ckpt["model"].values())
+
+
+def test_a_planted_loss_spike_is_skipped(synthetic, tmp_path, monkeypatch):
+    """A loss 1000 times the recent ones (at call 30, after the guard has 25 losses to compare
+    with) skips its step: the weights after it are those before it."""
+    seen = {}
+    real_step = train_mod.train_step
+
+    def watched(run, batch, it):
+        if it in (30, 31):
+            seen[it] = [p.detach().clone() for p in run.model.parameters()]
+        return real_step(run, batch, it)
+
+    monkeypatch.setattr(train_mod, "train_step", watched)
+    loss_spoiled_at(monkeypatch, lambda n: 1000.0 if n == 30 else None)
+    out = tmp_path / "run"
+    summary = train_main(small_args(synthetic, out, **{"--mode": "full", "--iterations": 32}))
+    assert summary["skipped_steps"] == 1 and summary["rollbacks"] == 0
+    assert "it 30: loss spike" in (out / "train.log").read_text()
+    assert all(torch.equal(a, b) for a, b in zip(seen[30], seen[31]))
 
 
 def test_diverging_parameters_are_never_saved(synthetic, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(FloatingPointError, match="not finite"):
-        train_main(small_args(synthetic, out, **{"--mode": "full", "--lr": 1e30, "--checkpoint-interval": 1}))
+        train_main(small_args(synthetic, out, **{"--mode": "full", "--lr": 1e30, "--checkpoint-interval": 1,
+                                                 "--iterations": 10}))
     if (out / "checkpoint.pth").exists():
         ckpt = load_checkpoint(out / "checkpoint.pth")
         assert all(torch.isfinite(p).all() for p in ckpt["model"].values())

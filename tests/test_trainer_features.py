@@ -44,8 +44,9 @@ def test_eval_interval_keeps_the_best_checkpoint(synthetic, tmp_path):
     summary = train_main(small_args(synthetic, out, **{"--mode": "full", "--eval-interval": 2, "--iterations": 6}))
     with open(out / "metrics.csv", newline="") as f:
         evals = [(int(r["iteration"]), float(r["miou"])) for r in csv.DictReader(f) if r["miou"]]
-    assert [it for it, _ in evals] == [2, 4, 6]
-    best_it, best = max(evals, key=lambda e: (e[1], -e[0]))
+    assert [it for it, _ in evals] == [0, 2, 4, 6]  # row 0: the start, before the first step
+    assert summary["start_miou"] == pytest.approx(evals[0][1])
+    best_it, best = max(evals[1:], key=lambda e: (e[1], -e[0]))
     assert summary["best_miou"] == pytest.approx(best)
     assert load_checkpoint(out / "best.pth")["iteration"] == best_it
     assert json.loads((out / "summary.json").read_text())["best_checkpoint"] == str(out / "best.pth")
