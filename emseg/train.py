@@ -32,13 +32,15 @@ from .cli import run as run_cli
 from .checkpoint import TRAINING_KEYS, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig, check_resume, config_from_args, config_to_dict
 from .crf import CRF, make_crf
-from .data import EvalTransform, VOCSegmentation, collate
+from .data import EvalTransform, VOCSegmentation, check_split, collate
 from .distributed import DistInfo, init_distributed, setup_logging
 from .estep import IGNORE_INDEX, Mode, get_mode, make_targets
 from .evaluate import evaluate
 from .metrics import ConfusionMatrix, MetricsLog
 from .models import build_model
+from .outputs import check_resume_data, check_work_folders, claim_output_dir, release_output_dir, stopped_at
 from .pretrain import load_pretrained, pretrained_start_for
+from .stop import StopRequests, agreed_signal, ignore_in_worker
 from .training_data import TrainingData, prepare_data, training_data
 from .visualize import draw_validation_pictures, plot_curves
 
@@ -117,6 +119,7 @@ class Run:
     window: int = 0
     seconds_before: float = 0.0  #: training time of the invocations before a resume
     best_miou: float = -1.0  #: the best validation mIoU so far (best.pth holds its weights)
+    data_fingerprint: str = ""  #: of the training data (a resumed run must train on the same)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -133,20 +136,23 @@ def setup(cfg: TrainConfig) -> tuple[Run, int]:
     if device.type == "cuda" and info.world_size > 1:
         device = torch.device("cuda", info.local_rank)
     use_amp = device.type == "cuda" if cfg.amp is None else (cfg.amp and device.type == "cuda")
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_output_dir(cfg, info)
     setup_logging(out, info)
     seed_everything(cfg.seed)
 
     mode = get_mode(cfg.mode)
+    check_work_folders(cfg, fixed_labels=mode.fixed is not None)
     root = prepare_data(cfg, info)
     cfg.data_root_resolved = str(root)
+    check_split(root, cfg.val_split, "--val-split")
     ckpt = load_checkpoint(cfg.resume, required=TRAINING_KEYS) if cfg.resume else None
     start = ckpt["iteration"] if ckpt else 0
     if ckpt:
         check_resume(cfg, ckpt)
     data = training_data(cfg, mode, root, info, start)
+    fingerprint = data.dataset.fingerprint()
     if ckpt:
+        check_resume_data(cfg, ckpt, fingerprint)
         saved = ckpt["sampler"]
         if (saved["batch_size"], saved["strong_per_batch"]) != (data.sampler.batch_size, data.sampler.strong_per_batch):
             raise ValueError(f"--resume: the checkpoint's batches ({saved}) differ from this run's; "
@@ -168,7 +174,7 @@ def setup(cfg: TrainConfig) -> tuple[Run, int]:
         log.info(f"resumed from {cfg.resume} at iteration {start}")
     net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if info.world_size > 1 else model
     run = Run(cfg, info, device, use_amp, mode, data, model, net, optimizer, scheduler, scaler, out,
-              running=torch.zeros((), dtype=torch.float64, device=device))
+              running=torch.zeros((), dtype=torch.float64, device=device), data_fingerprint=fingerprint)
     if ckpt and "loss_window" in ckpt:
         run.running.fill_(ckpt["loss_window"]["sum"])
         run.window = ckpt["loss_window"]["count"]
@@ -215,6 +221,7 @@ def save(run: Run, it: int, seconds: float, path: Path | None = None) -> None:
             "num_classes": run.data.dataset.num_classes,
             "class_names": list(run.data.dataset.class_names),
             "args": config_to_dict(run.cfg),
+            "data": run.data_fingerprint,
         },
         path or run.checkpoint_path,
     )
@@ -235,10 +242,11 @@ def train_step(run: Run, batch: dict) -> torch.Tensor:
     return loss.detach()
 
 
-def train_steps(run: Run, start: int, end: int, metrics: MetricsLog) -> float:
+def train_steps(run: Run, start: int, end: int, metrics: MetricsLog, stop: StopRequests | None = None) -> float:
     """Iterations ``start..end-1`` with log rows and checkpoints; returns the training seconds of
     the whole run so far. A loss that is not finite stops the run at the next log row or
-    checkpoint, before anything is written, naming the iteration."""
+    checkpoint, before anything is written, naming the iteration. A stop signal (``stop``) ends
+    the iteration, writes a checkpoint and raises :class:`Stopped`."""
     cfg, info = run.cfg, run.info
     run.net.train()
     t0 = time.time() - run.seconds_before
@@ -255,8 +263,9 @@ def train_steps(run: Run, start: int, end: int, metrics: MetricsLog) -> float:
         bad_at = torch.where((bad_at == 0) & ~torch.isfinite(loss), it + 1, bad_at)
         bar.update(1)
         done = it + 1
+        signum = agreed_signal(stop, info, run.device)
         log_row = done % cfg.log_interval == 0 or done == cfg.iterations
-        checkpoint = done % cfg.checkpoint_interval == 0 or done == end
+        checkpoint = done % cfg.checkpoint_interval == 0 or done == end or bool(signum)
         if (log_row or checkpoint) and (bad := int(info.max_over_processes(bad_at))):
             raise FloatingPointError(f"the loss is not finite at iteration {bad}; stopped without writing a "
                                      f"checkpoint (the last good one, if any: {run.checkpoint_path}); lower --lr")
@@ -277,6 +286,8 @@ def train_steps(run: Run, start: int, end: int, metrics: MetricsLog) -> float:
             run.net.train()
         if checkpoint:
             save(run, done, time.time() - t0)
+        if signum:
+            raise stopped_at(signum, done, cfg.iterations, run.checkpoint_path, info.world_size)
     bar.close()
     return time.time() - t0
 
@@ -289,7 +300,7 @@ def validate(run: Run, crf: CRF | None = None) -> tuple[VOCSegmentation, Confusi
     part = torch.utils.data.Subset(val, range(info.rank, len(val), info.world_size))
     # its own generator: validating must not draw from the training's random stream
     vloader = torch.utils.data.DataLoader(part, batch_size=cfg.eval_batch_size, num_workers=cfg.workers,
-                                          collate_fn=collate, generator=torch.Generator())
+                                          collate_fn=collate, generator=torch.Generator(), worker_init_fn=ignore_in_worker)
     cm, cm_crf = evaluate(run.model, vloader, run.data.dataset.num_classes, run.device, crf, amp=run.use_amp,
                           progress=cfg.progress and info.main)
     return val, cm, cm_crf
@@ -339,7 +350,8 @@ def train(cfg: TrainConfig) -> dict:
     run, start = setup(cfg)
     metrics = MetricsLog(run.out, run.info.main, resume_at=start if cfg.resume else None)
     end = cfg.iterations if cfg.stop_after is None else min(cfg.iterations, start + cfg.stop_after)
-    train_seconds = train_steps(run, start, end, metrics)
+    with StopRequests() as stop:
+        train_seconds = train_steps(run, start, end, metrics, stop)
     ckpt_path = run.checkpoint_path
     log.info(f"trained {end - start} iterations in {train_seconds - run.seconds_before:.0f} s; checkpoint: {ckpt_path}")
     if end < cfg.iterations:
@@ -348,6 +360,7 @@ def train(cfg: TrainConfig) -> dict:
     else:
         summary = final_evaluation(run, metrics, train_seconds)
     metrics.close()
+    release_output_dir(run.out)
     if run.info.world_size > 1:
         dist.barrier()
         dist.destroy_process_group()
