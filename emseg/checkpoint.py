@@ -93,11 +93,11 @@ def cached_entry(path: Path, config: dict, fits: nn.Module, flag: str,
     entry = usable()
     if entry is not None or make is None:
         return entry, False
+    check_folder(path.parent, flag)
     with lock_beside(path):
         entry = usable()  # made by another process while this one waited
         if entry is not None:
             return entry, False
-        check_folder(path.parent, flag)
         entry = make()
         save_checkpoint(entry, path)
     return entry, True
