@@ -98,8 +98,12 @@ def cached_entry(path: Path, config: dict, fits: nn.Module, flag: str,
         entry = usable()  # made by another process while this one waited
         if entry is not None:
             return entry, False
-        entry = make()
-        save_checkpoint(entry, path)
+        try:
+            entry = make()
+            save_checkpoint(entry, path)
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (emseg.stop.Stopped)
+            log.info(f"stopped while making {path}: nothing was cached; the same command makes it again")
+            raise
     return entry, True
 
 

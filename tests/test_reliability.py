@@ -127,6 +127,16 @@ def test_3_stop_signal_checkpoints_the_current_iteration(small_synthetic, tmp_pa
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers  # given back
 
 
+def test_3_the_resume_command_repeats_the_flags(monkeypatch):
+    from emseg.outputs import resume_command
+
+    monkeypatch.setattr("sys.argv", ["/x/emseg/train.py", "--mode", "full", "--resume", "old.pth", "--overwrite",
+                                     "--output-dir", "runs/a b"])
+    assert resume_command(Path("runs/a b/checkpoint.pth")) == (
+        "python -m emseg.train --mode full --output-dir 'runs/a b' --resume 'runs/a b/checkpoint.pth'")
+    assert resume_command(Path("c.pth"), world_size=4).startswith("torchrun --nproc_per_node 4 -m emseg.train --mode")
+
+
 # ---- 4: one run per output folder
 
 
