@@ -154,7 +154,8 @@ def lock_beside(path: Path) -> Lock:
     return Lock(path.parent / f".{path.name}.lock")
 
 
-def _remove(path: Path) -> None:
+def remove_path(path: Path) -> None:
+    """Remove a file, a link (not what it points to) or a folder, if there is one."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     elif os.path.lexists(path):
@@ -180,18 +181,18 @@ def build_folder(root: str | os.PathLike, complete: Callable[[Path], bool], buil
         if complete(root):  # another process made it while this one waited
             return given
         partial, old = root.with_name(f".{root.name}.partial"), root.with_name(f".{root.name}.old")
-        _remove(partial)
+        remove_path(partial)
         try:
             partial.mkdir()
             build(partial)
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
-        _remove(old)
+        remove_path(old)
         if os.path.lexists(root):
             root.rename(old)
         partial.rename(root)
-        _remove(old)
+        remove_path(old)
     return given
 
 

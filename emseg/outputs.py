@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import shlex
-import shutil
 import sys
 from itertools import count
 from pathlib import Path
@@ -25,7 +24,7 @@ import torch.distributed as dist
 
 from .config import TrainConfig
 from .distributed import DistInfo
-from .files import Lock, check_folder
+from .files import Lock, check_folder, remove_path
 from .stop import Stopped
 
 log = logging.getLogger("emseg")
@@ -48,15 +47,6 @@ def describe_run(folder: Path) -> str | None:
     if os.path.lexists(folder / "best.pth"):
         return "a run's best.pth"
     return None
-
-
-def _remove(folder: Path, names) -> None:
-    for name in names:
-        path = folder / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif os.path.lexists(path):
-            path.unlink()
 
 
 def _lock(folder: Path) -> Lock:
@@ -85,7 +75,8 @@ def _claim(out: Path, numbered: bool, resume: str | None, overwrite: bool) -> Pa
             raise ValueError(f"--output-dir {folder} holds {held}: continue it with --resume "
                              f"{folder / 'checkpoint.pth'}, replace it with --overwrite, or choose another --output-dir")
         if not continuing:  # a new run: what an earlier one left goes, links are unlinked, not followed
-            _remove(folder, (*LOGS, *RESULTS))
+            for name in (*LOGS, *RESULTS):
+                remove_path(folder / name)
         if folder != out:
             print(f"emseg: {out} holds a run; this one writes to {folder} (--output-dir chooses the folder)")
         _held[folder.resolve()] = lock

@@ -23,7 +23,6 @@ import emseg.train as train_mod
 from emseg import pretrain as P
 from emseg.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from emseg.cli import user_message
-from emseg.config import config_from_args
 from emseg.data import CocoBoxes, DataError, MissingDataError, VOCSegmentation, collate, make_synthetic_voc
 from emseg.data.fixed_labels import fixed_label_root
 from emseg.data.image_labels import ImageLabelSet

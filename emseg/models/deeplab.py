@@ -14,7 +14,6 @@ process on the same global batch.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from ..files import CheckpointError, read_torch_file
