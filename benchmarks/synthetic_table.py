@@ -7,7 +7,8 @@ included) and ``--eval-crf``, for every seed; a seed changes the data set, the p
 network's init, the batches and the strong subset. The pretrained start of each seed is made
 first (``python -m emseg.pretrain``), so the runs of that seed share it as every row of the paper
 shares ImageNet VGG16. The "from scratch" rows start from random weights (``--init scratch``).
-Finished runs (``summary.json``) are reused, so an interrupted table continues where it stopped.
+Finished runs (``summary.json``) are reused, so an interrupted table continues where it stopped
+(an unfinished run is made again from its start).
 Prints a markdown table (mIoU, mIoU with the dense CRF, ratio to full supervision) and writes
 ``results-synthetic.json``. ``--photo`` runs full supervision, EM-Adapt and EM-Fixed on the
 VOC-layout set of photo textures instead (``results-photo.json``).
@@ -98,8 +99,9 @@ def main() -> None:
         if (run_dir / "summary.json").exists():
             return
         t0 = time.time()
+        # a run without summary.json did not finish: it is made again (--overwrite replaces what it left)
         argv = [sys.executable, "-m", "emseg.train", *common_flags(out, seed, args.photo), "--output-dir", str(run_dir),
-                "--num-pictures", "4", "--eval-crf", *flags, *args.extra]
+                "--overwrite", "--num-pictures", "4", "--eval-crf", *flags, *args.extra]
         if run(argv, out / f"{name}-seed{seed}.log", env) == 0:
             print(f"== {name} seed {seed}: {time.time() - t0:.0f} s", flush=True)
 

@@ -4,7 +4,8 @@ how they end: a user's mistake as one line naming the flag or file, a bug with i
 ``python -m emseg.<tool>`` runs its ``main`` through :func:`run`. Errors a user can cause and fix
 (bad data, a bad checkpoint, a setting that cannot work, a file system error, a diverging loss) are
 printed as ``<tool>: error: <message>`` with exit status 1; ``EMSEG_DEBUG=1`` shows the traceback
-instead, for bug reports. Flag errors stay argparse's (exit status 2).
+instead, for bug reports. Flag errors stay argparse's (exit status 2). A stop signal ends the
+tool with 130 (SIGINT) or 143 (SIGTERM) and a line saying what was kept.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .checkpoint import CheckpointError
 from .crf import CRF, CRFParams, make_crf
 from .data.io import DataError
 from .ops import CRF_DEFAULTS
+from .stop import Stopped, raise_on_sigterm
 
 #: Exceptions that carry a message meant for the user.
 USER_ERRORS: tuple[type[BaseException], ...] = (DataError, CheckpointError, ValueError, OSError, FloatingPointError)
@@ -47,9 +49,14 @@ def user_message(err: BaseException) -> str | None:
 
 
 def run(main: Callable[[], object], prog: str) -> None:
-    """Run a CLI's ``main`` and exit: 0 on success, 1 on a user error, 130 on Ctrl-C."""
+    """Run a CLI's ``main`` and exit: 0 on success, 1 on a user error, 130 on Ctrl-C (SIGINT),
+    143 on SIGTERM (see :mod:`emseg.stop`: what was written is whole, what was not is gone)."""
+    raise_on_sigterm()
     try:
         result = main()
+    except Stopped as stop:
+        print(f"{prog}: {stop}", file=sys.stderr)
+        sys.exit(stop.exit_status)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         sys.exit(130)

@@ -70,6 +70,7 @@ class TrainConfig:
     device: str | None = None
     amp: bool | None = None
     output_dir: str = "runs/demo"
+    overwrite: bool = False
     resume: str | None = None
     log_interval: int = 20
     checkpoint_interval: int = 500
@@ -174,8 +175,12 @@ def build_parser(prog: str = "python -m emseg.train") -> argparse.ArgumentParser
     g.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="mixed precision (default: on for CUDA)")
 
     g = p.add_argument_group("output")
-    g.add_argument("--output-dir", default="runs/demo", help="checkpoints, log, metrics.csv, pictures")
-    g.add_argument("--resume", default=None, help="checkpoint to resume from (continues exactly where it stopped)")
+    g.add_argument("--output-dir", default="runs/demo", help="checkpoints, log, metrics.csv, pictures; one run per folder: a folder "
+                   "holding another run's checkpoint or summary is refused (see --resume, --overwrite), except the default: "
+                   "when runs/demo holds a run, the next free runs/demo-2, runs/demo-3, ... is used")
+    g.add_argument("--overwrite", action="store_true", help="replace the run in --output-dir (its checkpoints, logs and pictures are deleted)")
+    g.add_argument("--resume", default=None, help="checkpoint to resume from (continues exactly where it stopped; without "
+                   "--output-dir, in the checkpoint's folder)")
     g.add_argument("--stop-after", type=int, default=None, help="leave after this many iterations of this invocation, with a checkpoint (time-limited jobs; continue with --resume)")
     g.add_argument("--log-interval", type=int, default=None, help="iterations between log lines / CSV rows")
     g.add_argument("--checkpoint-interval", type=int, default=None, help="iterations between checkpoints")
@@ -330,7 +335,7 @@ def _check_crop_memory(err, batch_size: int, crop_size: int) -> None:
 
 #: TrainConfig fields a resumed run may change: they do not change what it computes.
 RESUME_MAY_CHANGE = frozenset({
-    "resume", "stop_after", "workers", "progress", "output_dir", "num_pictures", "eval_crf", "eval_batch_size", "eval_interval",
+    "resume", "overwrite", "stop_after", "workers", "progress", "output_dir", "num_pictures", "eval_crf", "eval_batch_size", "eval_interval",
     "log_interval", "checkpoint_interval", "label_cache", "pretrain_cache", "device", "data_root", "data_root_resolved",
 })
 

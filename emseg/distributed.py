@@ -24,6 +24,14 @@ class DistInfo:
     def main(self) -> bool:
         return self.rank == 0
 
+    def max_over_processes(self, value: torch.Tensor) -> torch.Tensor:
+        """The elementwise maximum of ``value`` over every process (``value`` itself in one)."""
+        if self.world_size == 1:
+            return value
+        value = value.clone()
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return value
+
     def sum_over_processes(self, value: torch.Tensor) -> torch.Tensor:
         """The elementwise sum of ``value`` over every process (``value`` itself in one)."""
         if self.world_size == 1:

@@ -50,11 +50,31 @@ def evaluate(
         target = batch["mask"]
         cm.update(target, logits.argmax(1).cpu())
         if cm_crf is not None:
-            cm_crf.update(target, crf_refine(crf, logits.cpu(), batch["image_uint8"]))
+            for rows, h, w in crf_groups(batch["size"] if "size" in batch else None, tuple(target.shape[-2:])):
+                # images of another size than the batch's are refined on their own pixels, not the padding
+                refined = crf_refine(crf, logits[rows, :, :h, :w].cpu(), batch["image_uint8"][rows, :, :h, :w].contiguous())
+                cm_crf.update(target[rows, :h, :w], refined)
     cm.reduce_from_all_processes()
     if cm_crf is not None:
         cm_crf.reduce_from_all_processes()
     return cm, cm_crf
+
+
+def crf_groups(sizes: torch.Tensor | None, padded: tuple[int, int]) -> list[tuple[slice | list[int], int, int]]:
+    """The batch's images as (rows, height, width): all at once when none is padded, else one by
+    one at their own size (the CRF over a small image padded to a large one costs the large one)."""
+    if sizes is None or bool((sizes == torch.tensor(padded)).all()):
+        return [(slice(None), *padded)]
+    return [([k], int(h), int(w)) for k, (h, w) in enumerate(sizes.tolist())]
+
+
+def check_classes(checkpoint: str, train_args: dict, names: list[str], root) -> None:
+    """The checkpoint's network must predict the classes of the data it is evaluated on."""
+    want = train_args.get("class_names") or None
+    if train_args["num_classes"] != len(names) or (want is not None and [n.lower() for n in want] != [n.lower() for n in names]):
+        shown = ", ".join(want) if want else f"{train_args['num_classes']} classes"
+        raise ValueError(f"--checkpoint {checkpoint}: its network predicts {train_args['num_classes']} classes ({shown}) "
+                         f"but {root} has {len(names)} ({', '.join(names)}); evaluate on the data it was trained for")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,6 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
     loader = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate)
     crf = crf_for_checkpoint(parser, args, train_args)
     names = list(getattr(ds, "class_names", None) or getattr(ds.dataset, "class_names"))
+    check_classes(args.checkpoint, train_args, names, root)
     cm, cm_crf = evaluate(model, loader, len(names), device, crf, progress=bars_wanted(args.no_progress))
     print(f"{split}: {len(ds)} images")
     print(cm.table(names))

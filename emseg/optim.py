@@ -132,6 +132,13 @@ class SpikeGuard:
         self.skipped, self.lr_scale = state["skipped"], state["lr_scale"]
 
 
+@torch.no_grad()
+def update_teacher(teacher: nn.Module, model: nn.Module, decay: float) -> None:
+    """teacher <- decay * teacher + (1 - decay) * model, parameter by parameter."""
+    for t, p in zip(teacher.parameters(), model.parameters()):
+        t.lerp_(p, 1.0 - decay)
+
+
 def _to_cpu(obj):
     if isinstance(obj, torch.Tensor):
         return obj.detach().to("cpu", copy=True)

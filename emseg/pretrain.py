@@ -32,13 +32,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import cached_entry, check_state_fits, load_checkpoint
 from .cli import run as run_cli
 from .config import TrainConfig, config_from_args
 from .data.image_labels import ImageLabelSet
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from .distributed import DistInfo
 from .models import build_model
+from .outputs import check_work_folders
 from .training_data import prepare_data
 
 log = logging.getLogger("emseg")
@@ -137,21 +138,22 @@ def pretrained_start(root: str | Path, split: str, cfg: PretrainConfig, cache_di
     start = time.perf_counter()
     data = ImageLabelSet(root, split, cfg.size, fill)
     path = Path(cache_dir) / f"pretrain-{cfg.model}-{cache_key(cfg, data.digest, data.class_names)}.pth"
-    if path.is_file():
-        meta = load_checkpoint(path, required=("model", "seconds"))
+    config = {**asdict(cfg), "context": list(cfg.context)}
+
+    def make() -> dict:
+        log.info(f"pretraining on the image labels of {len(data)} images of {split!r} ({cfg.iterations} iterations, "
+                 f"{cfg.model} at {cfg.size} px) -> {path}")
+        state, curve = pretrain(cfg, data, device, progress=True)
+        return {"model": state, "config": config, "loss": curve, "seconds": time.perf_counter() - start,
+                "images": len(data), "split": split, "class_names": list(data.class_names)}
+
+    fits = build_model(cfg.model, data.num_classes, width=cfg.width, context=cfg.context)
+    entry, made = cached_entry(path, config, fits, "--pretrain-cache", make if build else None)
+    if made:
+        log.info(f"pretraining took {entry['seconds']:.0f} s (final loss {entry['loss'][-1]:.4f}); cached: {path}")
+    elif entry is not None:
         log.info(f"pretrained start (image labels of {len(data)} images of {split!r}): {path}, "
-                 f"cached (it took {meta['seconds']:.0f} s to make)")
-        return path
-    if not build:
-        return path
-    log.info(f"pretraining on the image labels of {len(data)} images of {split!r} ({cfg.iterations} iterations, "
-             f"{cfg.model} at {cfg.size} px) -> {path}")
-    state, curve = pretrain(cfg, data, device, progress=True)
-    seconds = time.perf_counter() - start
-    save_checkpoint({"model": state, "config": {**asdict(cfg), "context": list(cfg.context)}, "loss": curve,
-                     "seconds": seconds, "images": len(data), "split": split,
-                     "class_names": list(data.class_names)}, path)
-    log.info(f"pretraining took {seconds:.0f} s (final loss {curve[-1]:.4f}); cached: {path}")
+                 f"cached (it took {entry.get('seconds', 0):.0f} s to make)")
     return path
 
 
@@ -168,13 +170,9 @@ def pretrained_start_for(cfg: TrainConfig, root: Path, info: DistInfo, device: t
 def load_pretrained(model: nn.Module, path: str | Path, classifier: bool = True) -> None:
     """Copy a pretrained state into ``model``; ``classifier=False`` keeps its own final layer."""
     state = load_checkpoint(path, required=("model",))["model"]
-    own = model.state_dict()
+    check_state_fits(model, state, path, skip=None if classifier else "classifier.")
     if not classifier:
         state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
-    mismatched = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
-    if mismatched:
-        raise ValueError(f"{path}: the pretrained network does not fit this model ({', '.join(mismatched[:4])}); "
-                         "it was made for another --model, --width, context or class list")
     model.load_state_dict(state, strict=False)
 
 
@@ -187,6 +185,7 @@ def main(argv: list[str] | None = None) -> Path:
     cfg = config_from_args(argv, prog="python -m emseg.pretrain")
     if cfg.pretrained or cfg.init != "pretrain":
         raise ValueError("--pretrained / --init other than 'pretrain' leave nothing to pretrain")
+    check_work_folders(cfg)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     info = DistInfo()

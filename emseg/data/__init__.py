@@ -9,7 +9,7 @@ from .io import IGNORE_INDEX, VOC_CLASSES, DataError, MissingDataError
 from .sampler import StrongWeakBatchSampler, select_strong, strong_per_batch
 from .synthetic import SYNTHETIC_CLASSES, make_synthetic_voc
 from .transforms import EvalTransform, TrainTransform
-from .voc import VOCSegmentation, collate
+from .voc import VOCSegmentation, check_split, collate
 
 __all__ = [
     "VOC_CLASSES",
@@ -18,6 +18,7 @@ __all__ = [
     "DataError",
     "MissingDataError",
     "VOCSegmentation",
+    "check_split",
     "collate",
     "CocoBoxes",
     "TrainTransform",

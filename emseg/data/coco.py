@@ -7,6 +7,7 @@ class mask (:meth:`CocoBoxes.class_mask`) needs pycocotools, the optional extra 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -69,15 +70,32 @@ class CocoBoxes:
         index = {_norm(n): k for k, n in enumerate(self.class_names)}
 
         def to_class(value: int | str) -> int:
-            if isinstance(value, (int, np.integer)):
+            if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+                if not 0 < int(value) < self.num_classes:
+                    raise ValueError(f"category_map maps to index {value}, not a foreground class index "
+                                     f"1..{self.num_classes - 1} of {self.class_names}")
                 return int(value)
-            if _norm(str(value)) not in index:
-                raise ValueError(f"category_map names {value!r}, not one of {self.class_names}")
+            if _norm(str(value)) not in index or index[_norm(str(value))] == 0:
+                raise ValueError(f"category_map names {value!r}, not one of the foreground classes {self.class_names[1:]}")
             return index[_norm(str(value))]
 
+        def field(record: dict, key: str, what: str):
+            if not isinstance(record, dict) or key not in record:
+                raise DataError(self.path, f"{what} has no {key!r}")
+            return record[key]
+
+        def integer(record: dict, key: str, what: str) -> int:
+            value = field(record, key, what)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+                raise DataError(self.path, f"{what}: {key!r} is {value!r}, expected an integer id")
+            return int(value)
+
+        for target in (category_map or {}).values():  # every target, also of categories the JSON lacks
+            to_class(target)
         self._category: dict[int, int] = {}
-        for cat in data.get("categories", []):
-            cid, name = int(cat["id"]), str(cat.get("name", cat["id"]))
+        for k, cat in enumerate(data.get("categories", [])):
+            cid = integer(cat, "id", f"category {k}")
+            name = str(cat.get("name", cid))
             if category_map is not None:
                 target = category_map.get(cid, category_map.get(name))
                 if target is not None:
@@ -92,21 +110,34 @@ class CocoBoxes:
                 self.unmapped.add(name)
 
         self._stem: dict[int, str] = {}
-        for img in data.get("images", []):
-            self._stem[int(img["id"])] = Path(str(img["file_name"])).stem
+        files: dict[str, str] = {}
+        for k, img in enumerate(data.get("images", [])):
+            file_name = str(field(img, "file_name", f"image {k}"))
+            stem = Path(file_name).stem
+            if files.get(stem, file_name) != file_name:  # both would be image id `stem`: their boxes would merge
+                raise DataError(self.path, f"images {files[stem]!r} and {file_name!r} have one stem, {stem!r}, so one "
+                                "image id; give them distinct names")
+            files[stem] = file_name
+            self._stem[integer(img, "id", f"image {k}")] = stem
         self._rows: dict[str, list[tuple[float, float, float, float, int]]] = {s: [] for s in self._stem.values()}
         for k, ann in enumerate(data["annotations"]):
-            image_id = int(ann["image_id"])
+            image_id = integer(ann, "image_id", f"annotation {k}")
             if image_id not in self._stem:
                 raise DataError(self.path, f"annotation {k} refers to image_id {image_id}, which is not in 'images'")
-            cls = self._category.get(int(ann["category_id"]))
+            cls = self._category.get(integer(ann, "category_id", f"annotation {k}"))
             if cls is None or (ann.get("iscrowd", 0) and not include_crowd):
                 continue
-            if min_score is not None and float(ann.get("score", 1.0)) < min_score:
+            score = ann.get("score", 1.0)
+            if isinstance(score, bool) or not isinstance(score, (int, float)):
+                raise DataError(self.path, f"annotation {k}: 'score' is {score!r}, expected a number")
+            if min_score is not None and score < min_score:
                 continue
             bbox = ann.get("bbox")
-            if not isinstance(bbox, list) or len(bbox) != 4 or bbox[2] < 0 or bbox[3] < 0:
-                raise DataError(self.path, f"annotation {k} has bbox {bbox!r}; expected [x, y, w, h] with w, h >= 0")
+            numbers = isinstance(bbox, list) and len(bbox) == 4 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox)
+            if not numbers or bbox[2] < 0 or bbox[3] < 0:
+                raise DataError(self.path, f"annotation {k} has bbox {bbox!r}; expected [x, y, w, h], finite "
+                                "numbers with w, h >= 0")
             x, y, w, h = (float(v) for v in bbox)
             self._rows[self._stem[image_id]].append((x, y, x + w, y + h, cls))
 

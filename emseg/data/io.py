@@ -7,11 +7,13 @@ one broken file among ten thousand learns which one.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Sequence
 
 import cv2
@@ -34,6 +36,8 @@ __all__ = [
     "parse_voc_xml",
     "write_voc_xml",
     "read_id_list",
+    "read_text_lines",
+    "files_digest",
     "mask_labels",
     "mask_boxes",
 ]
@@ -81,21 +85,62 @@ def _read_bytes(path: Path) -> bytes:
         raise DataError(path, f"cannot read: {err}") from err
 
 
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")  # a marker after entropy-coded data (not a stuffed 0xff, not a restart)
+
+
+def jpeg_end(data: bytes) -> int | None:
+    """The offset just past the end-of-image marker of the JPEG at the start of ``data``, or None
+    when the data end before it (a truncated file). Walks the marker segments (skipping their
+    lengths, and the entropy-coded data after each start-of-scan), so an end-of-image marker inside
+    an embedded thumbnail does not count and data after the image (the video of a "motion photo")
+    does not matter."""
+    pos, n = 2, len(data)
+    while pos + 2 <= n:
+        if data[pos] != 0xFF:  # stray bytes between segments, which libjpeg skips as well
+            found = _JPEG_MARKER.search(data, pos)
+            if found is None:
+                return None
+            pos = found.start()
+            continue
+        marker = data[pos + 1]
+        if marker == 0xD9:
+            return pos + 2
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # segments without a length
+            pos += 2
+            continue
+        if pos + 4 > n:
+            return None
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker == 0xDA:  # start of scan: entropy-coded data up to the next marker
+            found = _JPEG_MARKER.search(data, pos)
+            if found is None:
+                return None
+            pos = found.start()
+    return None
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Decode an image file to an RGB uint8 array ``[H, W, 3]``.
 
-    The pixels are returned as stored, without applying an EXIF orientation. Truncated JPEGs decode "successfully" in libjpeg (the missing part comes back grey), so a JPEG
-    without its end-of-image marker is rejected here rather than trained on.
+    The format is told by the bytes, not the name (a PNG named ``.jpg`` reads as a PNG). The pixels
+    are returned as stored, without applying an EXIF orientation. Truncated JPEGs decode
+    "successfully" in libjpeg (the missing part comes back grey), so a JPEG that ends before its
+    end-of-image marker is rejected here rather than trained on; bytes after the marker are fine.
     """
     path = Path(path)
     data = _read_bytes(path)
-    if path.suffix.lower() in (".jpg", ".jpeg") and b"\xff\xd9" not in data[-1024:]:
-        raise DataError(path, "truncated JPEG (no end-of-image marker)")
+    if not data:
+        raise DataError(path, "empty file (0 bytes), not an image")
+    if data[:2] == b"\xff\xd8" and jpeg_end(data) is None:
+        raise DataError(path, "truncated JPEG (the file ends before its end-of-image marker)")
     # EXIF orientation is ignored: masks are stored in the raw pixel order, and rotating only the
     # image would misalign them
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None or image.size == 0:
-        raise DataError(path, "not a decodable image")
+        raise DataError(path, f"not a decodable image (JPEG, PNG, ...; its first bytes are {data[:8]!r})")
     return np.ascontiguousarray(image[:, :, ::-1])  # OpenCV decodes to BGR
 
 
@@ -262,22 +307,46 @@ def write_voc_xml(
     Path(path).write_text("\n".join(lines), encoding="utf-8")
 
 
+def read_text_lines(path: str | os.PathLike) -> list[str]:
+    """The lines of a UTF-8 text file, stripped, without blank lines; a UTF-8 byte order mark (as
+    Windows editors write) is dropped, and text that is not UTF-8 is a :class:`DataError`."""
+    path = Path(path)
+    try:
+        text = _read_bytes(path).decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DataError(path, f"not UTF-8 text (byte {err.start}: {err.object[err.start:err.start + 1]!r}); "
+                        "save it as UTF-8") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
 def read_id_list(path: str | os.PathLike) -> list[str]:
-    """Read an image list: one id per line.
+    """Read an image list: one id per line, taken whole (ids may hold dots, spaces and ``#``).
 
     Also accepts DeepLab's ``train_aug.txt`` style (``/JPEGImages/<id>.jpg /SegmentationClassAug/<id>.png``):
-    the id is the stem of the first token. Blank lines and ``#`` comments are skipped.
+    a line whose first field is a path gives the name of that file without its suffix. Blank lines
+    and lines starting with ``#`` are skipped.
     """
-    path = Path(path)
-    text = _read_bytes(path).decode("utf-8", errors="replace")
     ids = []
-    for line in text.splitlines():
-        line = line.split("#", 1)[0].strip()
-        if not line:
+    for line in read_text_lines(path):
+        if line.startswith("#"):
             continue
         first = line.split()[0]
-        ids.append(Path(first).stem if ("/" in first or "." in first) else first)
+        ids.append(PurePosixPath(first).stem if "/" in first else line)
     return ids
+
+
+def files_digest(paths: Sequence[Path | None]) -> str:
+    """A hash of the bytes of ``paths`` in order, each with its length, so the split between files
+    is part of what is hashed ((A + B, C) and (A, B + C) differ); None (no file) differs from empty."""
+    h = hashlib.blake2b(digest_size=16)
+    for path in paths:
+        if path is None:
+            h.update(b"-")
+            continue
+        data = _read_bytes(path)
+        h.update(b"+" + len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.hexdigest()
 
 
 def mask_labels(mask: np.ndarray, num_classes: int) -> np.ndarray:

@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..stop import ignore_in_worker
 from .sampler import StrongWeakBatchSampler
 from .voc import collate
 
@@ -78,7 +79,7 @@ def build_train_loader(
     sampler.set_position(0, start_step)
     loader = torch.utils.data.DataLoader(
         SeededSamples(dataset), batch_sampler=SeededBatches(sampler, seed, start_step, rank),
-        num_workers=workers, collate_fn=collate, pin_memory=torch.cuda.is_available(),
+        num_workers=workers, collate_fn=collate, pin_memory=torch.cuda.is_available(), worker_init_fn=ignore_in_worker,
         # its own generator: creating the iterator must not draw from the global stream (resume)
         generator=torch.Generator().manual_seed(seed),
     )

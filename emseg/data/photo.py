@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from ..files import build_folder
 from .io import VOCObject, write_mask_png, write_voc_xml
-from .synthetic import class_plan, ignore_boundaries, leaves_earlier_visible
+from .synthetic import class_plan, holds_data_set, ignore_boundaries, leaves_earlier_visible
 
 __all__ = ["PHOTO_CLASSES", "make_photo_voc"]
 
@@ -131,15 +131,13 @@ def render_photo_image(rng: np.random.Generator, textures, backgrounds) -> tuple
 def make_photo_voc(root: str | Path, num_train: int = 400, num_val: int = 100, seed: int = 0) -> Path:
     """Write the photo set under ``root`` in VOC layout (train_aug, train = its first seventh, val);
     a complete set with the same parameters is reused."""
-    root = Path(root)
     params = {"version": _VERSION, "num_train": num_train, "num_val": num_val, "seed": seed, "kind": "photo"}
-    marker = root / "photo.json"
-    if marker.is_file() and json.loads(marker.read_text()) == params:
-        return root
-    if root.exists() and any(root.iterdir()) and not marker.is_file():
-        raise ValueError(f"{root}: not empty and not a photo data set (no photo.json); refusing to write")
-    for name in ("JPEGImages", "SegmentationClassAug", "Annotations", "ImageSets"):
-        shutil.rmtree(root / name, ignore_errors=True)
+    return build_folder(root, lambda folder: holds_data_set(folder, "photo.json", params),
+                        lambda folder: _write_photo(folder, params))
+
+
+def _write_photo(root: Path, params: dict) -> None:
+    num_train, num_val, seed = params["num_train"], params["num_val"], params["seed"]
     for name in ("JPEGImages", "SegmentationClassAug", "Annotations", "ImageSets/Segmentation"):
         (root / name).mkdir(parents=True, exist_ok=True)
     (root / "classes.txt").write_text("\n".join(PHOTO_CLASSES) + "\n")
@@ -158,7 +156,4 @@ def make_photo_voc(root: str | Path, num_train: int = 400, num_val: int = 100, s
     lists.joinpath("train_aug.txt").write_text("".join(f"{i}\n" for i in splits["train_aug"]))
     lists.joinpath("train.txt").write_text("".join(f"{i}\n" for i in splits["train_aug"][: max(1, num_train // 7)]))
     lists.joinpath("val.txt").write_text("".join(f"{i}\n" for i in splits["val"]))
-    tmp = marker.with_suffix(".tmp")
-    tmp.write_text(json.dumps(params, sort_keys=True))
-    tmp.replace(marker)
-    return root
+    (root / "photo.json").write_text(json.dumps(params, sort_keys=True))  # last: the set is complete

@@ -61,16 +61,17 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 from pathlib import Path
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ..files import build_folder
 from .io import IGNORE_INDEX, VOCObject, write_mask_png, write_voc_xml
 
-__all__ = ["SYNTHETIC_CLASSES", "SYNTHETIC_DEFAULTS", "SYNTHETIC_SPLITS", "make_synthetic_voc", "render_synthetic_image"]
+__all__ = ["SYNTHETIC_CLASSES", "SYNTHETIC_DEFAULTS", "SYNTHETIC_SPLITS", "make_synthetic_voc", "render_synthetic_image",
+           "holds_data_set"]
 
 SYNTHETIC_CLASSES: tuple[str, ...] = ("background", "disc", "square", "triangle", "star", "ring", "cross")
 #: The image lists the synthetic set writes (train is the first seventh of train_aug).
@@ -336,26 +337,36 @@ def make_synthetic_voc(
 
     Does nothing when ``root`` already holds a complete set made with the same parameters. A set
     made with other parameters is replaced; a non-empty directory that is not a synthetic set is
-    refused rather than written into.
+    refused rather than written into. The set is written under a temporary name beside ``root``
+    and renamed when complete, so an interrupted write leaves nothing a rerun trips over.
     """
     if num_train < 1 or min(num_val, num_test, num_pretrain) < 0 or image_size < 16:
         raise ValueError(f"need num_train >= 1, num_val, num_test, num_pretrain >= 0, image_size >= 16; "
                          f"got {num_train}, {num_val}, {num_test}, {num_pretrain}, {image_size}")
-    root = Path(root)
-    marker = root / "synthetic.json"
     params = _params(num_train, num_val, num_test, num_pretrain, image_size, seed)
-    if marker.is_file():
-        try:
-            if json.loads(marker.read_text()) == params:
-                return root
-        except json.JSONDecodeError:
-            pass
-        for name in ("JPEGImages", "SegmentationClassAug", "Annotations", "ImageSets"):
-            shutil.rmtree(root / name, ignore_errors=True)
-        marker.unlink()
-    elif root.exists() and any(root.iterdir()):
-        raise ValueError(f"{root}: not empty and not a synthetic data set (no synthetic.json); refusing to write")
+    return build_folder(root, lambda folder: holds_data_set(folder, "synthetic.json", params),
+                        lambda folder: _write_synthetic(folder, params, progress))
 
+
+def holds_data_set(root: Path, marker: str, params: dict) -> bool:
+    """Whether ``root`` holds the complete data set ``marker`` describes with ``params``: False
+    for another set of that kind (it is replaced) or no folder; a non-empty folder that is no
+    such set is refused (``ValueError``) rather than replaced."""
+    if (root / marker).is_file():
+        try:
+            return json.loads((root / marker).read_text()) == params
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return False
+    if root.is_dir() and any(root.iterdir()):
+        raise ValueError(f"{root}: not empty and not a data set emseg wrote (no {marker}); refusing to write "
+                         "into it (give another folder, or empty it)")
+    return False
+
+
+def _write_synthetic(root: Path, params: dict, progress: bool) -> None:
+    """Write the set into the (empty) folder ``root``; the marker last."""
+    num_train, num_val, num_test, num_pretrain = (params[k] for k in ("num_train", "num_val", "num_test", "num_pretrain"))
+    image_size, seed = params["image_size"], params["seed"]
     for name in ("JPEGImages", "SegmentationClassAug", "Annotations", "ImageSets/Segmentation"):
         (root / name).mkdir(parents=True, exist_ok=True)
     (root / "classes.txt").write_text("\n".join(SYNTHETIC_CLASSES) + "\n")
@@ -382,7 +393,4 @@ def make_synthetic_voc(
     lists.joinpath("val.txt").write_text("".join(f"{i}\n" for i in splits["val"]))
     lists.joinpath("pretrain.txt").write_text("".join(f"{i}\n" for i in splits["pretrain"]))
     lists.joinpath("test.txt").write_text("".join(f"{i}\n" for i in splits["test"]))
-    tmp = marker.with_suffix(".tmp")
-    tmp.write_text(json.dumps(params, sort_keys=True))
-    tmp.replace(marker)  # written last: its presence means the set is complete
-    return root
+    (root / "synthetic.json").write_text(json.dumps(params, sort_keys=True))  # last: the set is complete

@@ -20,6 +20,7 @@ takes precedence over both for the images it knows.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,12 +42,13 @@ from .io import (
     read_id_list,
     read_image,
     read_image_labels,
+    read_text_lines,
     read_mask_png,
     read_sbd_mat,
 )
 from .transforms import EvalTransform
 
-__all__ = ["VOCSegmentation", "collate", "find_list", "read_class_names", "Annotations"]
+__all__ = ["VOCSegmentation", "collate", "find_list", "read_class_names", "Annotations", "check_split"]
 
 _IMAGE_DIRS = (("JPEGImages", (".jpg", ".jpeg", ".png")), ("img", (".jpg",)))
 #: Where an image's class mask is looked for, in this order: (folder, suffix).
@@ -90,15 +92,20 @@ def find_list(root: str | os.PathLike, split: str | os.PathLike) -> Path:
 
 
 def read_class_names(root: str | os.PathLike) -> tuple[str, ...]:
-    """Class names from ``root/classes.txt`` when present, else VOC's 21."""
+    """Class names from ``root/classes.txt`` when present, else VOC's 21. Names are matched without
+    case (an XML's ``Dog`` is ``dog``), so two that differ only in case are refused."""
     path = Path(root) / "classes.txt"
     if not path.is_file():
         return VOC_CLASSES
-    names = tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    names = tuple(read_text_lines(path))
     if len(names) < 2:
         raise DataError(path, "needs at least two class names (background first)")
-    if len(set(names)) != len(names):
-        raise DataError(path, "class names repeat")
+    seen: dict[str, str] = {}
+    for name in names:
+        if name.lower() in seen:
+            same = "repeats" if seen[name.lower()] == name else f"and {seen[name.lower()]!r} differ only in case"
+            raise DataError(path, f"class name {name!r} {same} (names are matched without case)")
+        seen[name.lower()] = name
     return names
 
 
@@ -209,7 +216,7 @@ class VOCSegmentation(Dataset):
         self._entries = good
 
     # -- reading ------------------------------------------------------------------------------
-    def _read_mask(self, path: Path) -> np.ndarray:
+    def read_mask(self, path: Path) -> np.ndarray:
         mask = read_sbd_mat(path) if path.suffix == ".mat" else read_mask_png(path)
         bad = (mask >= self.num_classes) & (mask != IGNORE_INDEX)
         if bad.any():
@@ -244,7 +251,7 @@ class VOCSegmentation(Dataset):
         h, w = image.shape[:2]
         mask = None
         if entry.mask is not None and (strong or entry.xml is None):
-            mask = self._read_mask(entry.mask)
+            mask = self.read_mask(entry.mask)
             if mask.shape != (h, w):
                 raise DataError(entry.mask, f"mask is {mask.shape[1]}x{mask.shape[0]} but the image "
                                 f"{entry.image.name} is {w}x{h}")
@@ -270,6 +277,20 @@ class VOCSegmentation(Dataset):
             "strong": strong,
             "id": entry.id,
         }
+
+    def files(self) -> list[tuple[Path, Path | None, Path | None]]:
+        """``(image, xml, mask)`` of every image in list order (None: the image has no such file)."""
+        return [(e.image, e.xml, e.mask) for e in self._entries]
+
+    def fingerprint(self) -> str:
+        """A hash of the ids, the class names and the names and sizes of the files read (not their
+        bytes: cheap on every run): the same data moved elsewhere keeps it, other data does not."""
+        h = hashlib.blake2b(digest_size=16)
+        h.update(repr(self.class_names).encode())
+        for entry in self._entries:
+            sizes = [None if p is None else (p.name, p.stat().st_size) for p in (entry.image, entry.xml, entry.mask)]
+            h.update(repr((entry.id, sizes)).encode())
+        return h.hexdigest()
 
     def is_strong(self, index: int) -> bool:
         """Whether the image at ``index`` is trained with its mask."""
@@ -306,11 +327,23 @@ class VOCSegmentation(Dataset):
                 f"skipped={len(self.skipped)})")
 
 
+def check_split(root: str | os.PathLike, split: str | os.PathLike, what: str = "") -> None:
+    """Read every file of a split once (as ``python -m emseg.data check`` does) and raise a
+    :class:`DataError` naming the first broken one: a run finds it before it trains, not after."""
+    ds = VOCSegmentation(root, split, skip_corrupt=True)
+    if ds.skipped:
+        _, path, reason = ds.skipped[0]
+        more = f"; {len(ds.skipped) - 1} more broken" if len(ds.skipped) > 1 else ""
+        raise DataError(path, f"{reason} ({what or 'split'} {str(split)!r}{more}; python -m emseg.data check "
+                        f"{root} --split {split} lists them)")
+
+
 def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Batch samples from :class:`VOCSegmentation`.
 
     Images of different sizes are padded at the bottom/right to the largest: ``image`` with 0 (the
-    normalised mean), ``image_uint8`` with 0, ``mask`` with 255, ``valid`` with False. Boxes are padded to the largest
+    normalised mean), ``image_uint8`` with 0, ``mask`` with 255, ``valid`` with False; ``size`` int64
+    ``[N, 2]`` holds each image's own (height, width). Boxes are padded to the largest
     count (at least one row) with rows ``(0, 0, 0, 0, -1)``, which cover nothing.
     """
     if not samples:
@@ -342,4 +375,5 @@ def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "strong": torch.tensor([bool(s["strong"]) for s in samples], dtype=torch.bool),
         "id": [s["id"] for s in samples],
         "index": torch.tensor([int(s["index"]) for s in samples], dtype=torch.int64),
+        "size": torch.tensor([list(s["image"].shape[-2:]) for s in samples], dtype=torch.int64),
     }

@@ -14,8 +14,9 @@ process on the same global batch.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
+
+from ..files import CheckpointError, read_torch_file
 
 # torchvision's VGG16 ("D") feature layout: channel counts, "M" marks a max-pool.
 _VGG16_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
@@ -179,12 +180,17 @@ def load_vgg16_weights(model: DeepLabLargeFOV, path: str) -> None:
     Loaded with ``weights_only=True``; a checkpoint wrapping the weights under ``"state_dict"`` or
     ``"model"`` is accepted too. Every backbone and head parameter must be found.
     """
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_torch_file(path)
     for wrapper in ("state_dict", "model"):
         if isinstance(state, dict) and wrapper in state and isinstance(state[wrapper], dict):
             state = state[wrapper]
-    converted = convert_vgg16_state_dict(state)
-    missing, unexpected = model.load_state_dict(converted, strict=False)
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: holds a {type(state).__name__}, not a VGG16 state_dict (names -> tensors)")
+    try:
+        converted = convert_vgg16_state_dict(state)
+        missing, unexpected = model.load_state_dict(converted, strict=False)
+    except (ValueError, RuntimeError) as err:  # load_state_dict reports wrong shapes as RuntimeError
+        raise CheckpointError(f"{path}: {' '.join(str(err).split())[:300]}") from None
     missing = [k for k in missing if not k.startswith("classifier.")]
     if missing or unexpected:
-        raise ValueError(f"VGG16 weights do not fit: missing {missing}, unexpected {unexpected}")
+        raise CheckpointError(f"{path}: VGG16 weights do not fit: missing {missing}, unexpected {unexpected}")

@@ -36,6 +36,7 @@ from torch import Tensor
 
 from ..ops import dense_crf, permutohedral_filter
 from ._checks import buffer, one_of
+from ._fused import finite_unary, fused_compat
 
 
 class KernelType(enum.IntEnum):
@@ -281,23 +282,6 @@ class DenseCRF:
         return float(kl)
 
 
-def _fused_compat(gaussian: _Term | None, bilateral: _Term | None):
-    """(compat, pos_w, bi_w) for dense_crf when the two terms' compatibilities are proportional."""
-    if all(t is None or t.potts is not None for t in (gaussian, bilateral)):
-        return None, (gaussian.potts if gaussian else 0.0), (bilateral.potts if bilateral else 0.0)
-    matrices = [t.compat.astype(np.float64) if t else None for t in (gaussian, bilateral)]
-    base = next((m for m in reversed(matrices) if m is not None and m.any()), None)
-    if base is None:  # all-zero compatibilities: no pairwise effect at all
-        return None, 0.0, 0.0
-    weights = []
-    for m in matrices:
-        w = 0.0 if m is None else float((m * base).sum() / (base * base).sum())
-        if m is not None and not np.allclose(m, w * base, rtol=1e-6, atol=0.0):
-            return None
-        weights.append(w)
-    return torch.from_numpy(base.astype(np.float32)), weights[0], weights[1]
-
-
 class DenseCRF2D(DenseCRF):
     """A dense CRF over a ``w x h`` image (pixel ``(x, y)`` is variable ``y * w + x``)."""
 
@@ -362,15 +346,19 @@ class DenseCRF2D(DenseCRF):
             return None
         gaussian = by_kind["gaussian"][0] if by_kind["gaussian"] else None
         bilateral = by_kind["bilateral"][0] if by_kind["bilateral"] else None
-        fused = _fused_compat(gaussian, bilateral)
+        fused = fused_compat(gaussian, bilateral)
         if fused is None:
             return None
         compat, pos_w, bi_w = fused
+        unary = self._unary if self._unary is not None else np.zeros((self._nlabel, self._nvar), np.float32)
+        unary = finite_unary(unary, compat, pos_w, bi_w, self._nvar)
+        if unary is None:
+            return None
         L, H, W, dev = self._nlabel, self._h, self._w, self._device  # noqa: N806
         image = np.zeros((H, W, 3), np.uint8) if bilateral is None else bilateral.image
         bi_std = bilateral.stds if bilateral else (1.0,) * 5
         q = dense_crf(
-            self._unary_on().t().reshape(1, L, H, W),
+            torch.from_numpy(unary).to(dev).reshape(1, L, H, W),
             torch.from_numpy(image).permute(2, 0, 1)[None].contiguous().to(dev),
             pos_w=pos_w,
             pos_xy_std=gaussian.stds if gaussian else (1.0, 1.0),
