@@ -25,7 +25,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -98,6 +98,37 @@ def _batch(data: ImageLabelSet, cfg: PretrainConfig, gen: torch.Generator, devic
     return image.to(device), labels.to(device)
 
 
+@torch.no_grad()
+def image_label_map(state: dict, cfg: PretrainConfig, data: ImageLabelSet, device: torch.device) -> tuple[float, float]:
+    """How well a pretrained network tells which classes an image shows: the mean average
+    precision of its pooled class scores on ``data`` (images it did not learn from), over the
+    classes that occur there, and the same of the class-frequency prior (a constant score, whose
+    average precision is the class's frequency)."""
+    model = build_model(cfg.model, data.num_classes, width=cfg.width, context=cfg.context).to(device)
+    model.load_state_dict(state)
+    model.eval()
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    pooled = []
+    for i in range(0, len(data), 64):
+        image = (torch.from_numpy(data.images[i : i + 64]).permute(0, 3, 1, 2).float() / 255 - mean) / std
+        pooled.append(lse_pool(model(image.to(device))[:, 1:], cfg.lse_r).cpu())
+    scores, truth = torch.cat(pooled), torch.from_numpy(data.labels[:, 1:])
+    aps, prior = [], []
+    for c in range(truth.shape[1]):
+        positives = truth[:, c]
+        if positives.all() or not positives.any():
+            continue
+        order = torch.argsort(scores[:, c], descending=True, stable=True)
+        hits = positives[order].double()
+        precision = hits.cumsum(0) / torch.arange(1, len(hits) + 1)
+        aps.append(float((precision * hits).sum() / hits.sum()))
+        prior.append(float(positives.double().mean()))
+    if not aps:
+        return float("nan"), float("nan")
+    return sum(aps) / len(aps), sum(prior) / len(prior)
+
+
 def pretrain(cfg: PretrainConfig, data: ImageLabelSet, device: torch.device, progress: bool = False) -> tuple[dict, list[float]]:
     """Train the network on ``data``'s image labels; returns its state_dict and the loss curve
     (mean of every 100 iterations)."""
@@ -130,41 +161,83 @@ def pretrain(cfg: PretrainConfig, data: ImageLabelSet, device: torch.device, pro
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}, curve
 
 
+#: A pretraining whose image-label mAP on held-out images is not this far above the class-frequency
+#: prior's has learnt no more than how often each class occurs: it is no start for a run.
+MIN_MAP_GAIN = 0.1
+
+
+@dataclass(frozen=True)
+class PretrainedStart:
+    path: Path
+    map: float  #: image-label mAP on the health split's images
+    prior: float  #: the class-frequency prior's mAP there
+    images: int
+
+    @property
+    def learnt(self) -> bool:
+        return not self.map < self.prior + MIN_MAP_GAIN  # a split without both kinds of image: nan, no verdict
+
+    def describe(self, split: str) -> str:
+        return (f"image-label mAP {self.map:.3f} on the {self.images} images of {split!r} (class-frequency "
+                f"prior {self.prior:.3f})")
+
+
 def pretrained_start(root: str | Path, split: str, cfg: PretrainConfig, cache_dir: str | Path,
-                     device: torch.device, build: bool = True) -> Path:
-    """The cached pretrained state for ``root``'s ``split`` and ``cfg``, made first if missing;
-    returns its path. ``build=False`` (the other processes of a DDP run) only computes the path."""
+                     device: torch.device, build: bool = True, health_split: str | None = None) -> PretrainedStart:
+    """The cached pretrained state for ``root``'s ``split`` and ``cfg``, made first if missing, and
+    its health: the image-label mAP on ``health_split``'s images (default ``split``) against the
+    class-frequency prior's. ``build=False`` (the other processes of a DDP run) only finds the path."""
     fill = tuple(int(round(255 * m)) for m in IMAGENET_MEAN)
     start = time.perf_counter()
     data = ImageLabelSet(root, split, cfg.size, fill)
     path = Path(cache_dir) / f"pretrain-{cfg.model}-{cache_key(cfg, data.digest, data.class_names)}.pth"
     config = {**asdict(cfg), "context": list(cfg.context)}
+    held_out = ImageLabelSet(root, health_split, cfg.size, fill) if health_split else data
 
     def make() -> dict:
         log.info(f"pretraining on the image labels of {len(data)} images of {split!r} ({cfg.iterations} iterations, "
                  f"{cfg.model} at {cfg.size} px) -> {path}")
         state, curve = pretrain(cfg, data, device, progress=True)
         return {"model": state, "config": config, "loss": curve, "seconds": time.perf_counter() - start,
-                "images": len(data), "split": split, "class_names": list(data.class_names)}
+                "images": len(data), "split": split, "class_names": list(data.class_names),
+                "health": {health_split or split: image_label_map(state, cfg, held_out, device)}}
 
     fits = build_model(cfg.model, data.num_classes, width=cfg.width, context=cfg.context)
     entry, made = cached_entry(path, config, fits, "--pretrain-cache", make if build else None)
+    if entry is None:
+        return PretrainedStart(path, float("nan"), float("nan"), len(held_out))
     if made:
         log.info(f"pretraining took {entry['seconds']:.0f} s (final loss {entry['loss'][-1]:.4f}); cached: {path}")
-    elif entry is not None:
+    else:
         log.info(f"pretrained start (image labels of {len(data)} images of {split!r}): {path}, "
                  f"cached (it took {entry.get('seconds', 0):.0f} s to make)")
-    return path
+    measured = entry.get("health", {}).get(health_split or split)
+    if measured is None:  # an entry made before its health was recorded
+        measured = image_label_map(entry["model"], cfg, held_out, device)
+    result = PretrainedStart(path, *measured, len(held_out))
+    log.info(f"pretraining health: {result.describe(health_split or split)}")
+    return result
 
 
-def pretrained_start_for(cfg: TrainConfig, root: Path, info: DistInfo, device: torch.device) -> Path:
-    """The pretrained start of a training run: made by the main process, once per data and settings."""
+def pretrained_start_for(cfg: TrainConfig, root: Path, info: DistInfo, device: torch.device) -> PretrainedStart:
+    """The pretrained start of a training run, made by the main process once per data and
+    settings. When it learnt no more than the class frequencies, the log says so and ``learnt``
+    is False on every process: the run then starts from random weights, which train better than
+    such a start."""
     split = cfg.pretrain_split or ("pretrain" if not cfg.data_root else cfg.train_split)
     pcfg = PretrainConfig(model=cfg.model, width=cfg.width, context=tuple(cfg.context or PretrainConfig.context),
                           size=cfg.crop_size, iterations=cfg.pretrain_iterations, seed=cfg.seed)
-    path = pretrained_start(root, split, pcfg, cfg.pretrain_cache, device, build=info.main)
+    start = pretrained_start(root, split, pcfg, cfg.pretrain_cache, device, build=info.main, health_split=cfg.val_split)
     info.barrier()
-    return path
+    if info.main and not start.learnt:
+        log.warning(f"the pretraining did not learn: {start.describe(cfg.val_split)}, not {MIN_MAP_GAIN} above the "
+                    "prior; this run starts from random weights instead (as --init scratch). A larger --crop-size "
+                    "(with --input-scale) shows the network larger objects")
+    if info.world_size > 1:  # every process takes the main one's verdict
+        verdict = torch.tensor([start.map, start.prior], dtype=torch.float64, device=device)
+        torch.distributed.broadcast(verdict, 0)
+        start = replace(start, map=float(verdict[0]), prior=float(verdict[1]))
+    return start
 
 
 def load_pretrained(model: nn.Module, path: str | Path, classifier: bool = True) -> None:
@@ -189,9 +262,9 @@ def main(argv: list[str] | None = None) -> Path:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     info = DistInfo()
-    path = pretrained_start_for(cfg, prepare_data(cfg, info), info, device)
-    print(f"pretrained start: {path}")
-    return path
+    start = pretrained_start_for(cfg, prepare_data(cfg, info), info, device)
+    print(f"pretrained start: {start.path}" + ("" if start.learnt else " (it did not learn: see above)"))
+    return start.path
 
 
 if __name__ == "__main__":

@@ -65,6 +65,8 @@ class Run:
     start_miou: float | None = None  #: the validation mIoU of the start, before the first step
     clipped: int = 0  #: steps whose gradient norm was clipped in the current log window
     data_fingerprint: str = ""  #: of the training data (a resumed run must train on the same)
+    #: the pretrained start's path and health (image-label mAP against the prior's), when one was made
+    pretraining: dict | None = None
 
     @property
     def checkpoint_path(self) -> Path:
@@ -104,8 +106,14 @@ def setup(cfg: TrainConfig) -> tuple[Run, int]:
                              "resume with the same --batch-size, --strong-share and number of processes")
     model = build_model(cfg.model, data.dataset.num_classes, pretrained=cfg.pretrained, width=cfg.width,
                         dropout=cfg.dropout, context=cfg.context, input_scale=cfg.input_scale)
-    if not ckpt and not cfg.pretrained and cfg.init != "scratch":
-        load_pretrained(model, cfg.init if cfg.init != "pretrain" else pretrained_start_for(cfg, root, info, device))
+    pretraining = None
+    if not ckpt and not cfg.pretrained and cfg.init == "pretrain":
+        made = pretrained_start_for(cfg, root, info, device)
+        pretraining = {"path": str(made.path), "map": made.map, "prior_map": made.prior, "learnt": made.learnt}
+        if made.learnt:
+            load_pretrained(model, made.path)
+    elif not ckpt and not cfg.pretrained and cfg.init != "scratch":
+        load_pretrained(model, cfg.init)
     model = model.to(device)
     optimizer, scheduler, guard = optimisation(cfg, model)
     net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if info.world_size > 1 else model
@@ -114,7 +122,8 @@ def setup(cfg: TrainConfig) -> tuple[Run, int]:
     run = Run(cfg, info, device, use_amp, mode, data, model, net, optimizer, scheduler,
               torch.amp.GradScaler("cuda", enabled=use_amp), out, guard, teacher,
               estep_crf=make_crf(cfg.crf) if cfg.estep_crf and online else None,
-              running=torch.zeros((), dtype=torch.float64, device=device), data_fingerprint=fingerprint)
+              running=torch.zeros((), dtype=torch.float64, device=device), data_fingerprint=fingerprint,
+              pretraining=pretraining)
     if ckpt:
         restore(run, ckpt)
     guard.snapshot(model, optimizer)
@@ -154,6 +163,7 @@ def restore(run: Run, ckpt: dict) -> None:
     run.seconds_before = ckpt["seconds"]
     run.best_miou = ckpt.get("best_miou", -1.0)
     run.start_miou = ckpt.get("start_miou")
+    run.pretraining = ckpt.get("pretraining")
     run.guard.load_state_dict(ckpt["guard"])
     log.info(f"resumed from {run.cfg.resume} at iteration {ckpt['iteration']}")
 
@@ -187,6 +197,7 @@ def save(run: Run, it: int, seconds: float, path: Path | None = None) -> None:
             "seconds": seconds,
             "best_miou": run.best_miou,
             "start_miou": run.start_miou,
+            "pretraining": run.pretraining,
             "guard": run.guard.state_dict(),
             **({"teacher": run.teacher.state_dict()} if run.teacher is not None else {}),
             "num_classes": run.data.dataset.num_classes,

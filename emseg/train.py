@@ -183,7 +183,7 @@ def final_evaluation(run: Run, metrics: MetricsLog, train_seconds: float) -> dic
         keep_best(run, cfg.iterations, cm.miou(), train_seconds)
     summary = {"checkpoint": str(run.checkpoint_path), "miou": cm.miou(), "start_miou": run.start_miou,
                "iou": cm.iou().tolist(), "train_seconds": train_seconds, "skipped_steps": run.guard.skipped,
-               "rollbacks": run.guard.rollbacks}
+               "rollbacks": run.guard.rollbacks, "pretraining": run.pretraining}
     metrics.write(iteration=cfg.iterations, miou=cm.miou(), miou_crf=cm_crf.miou() if cm_crf else "")
     if not info.main:
         return summary

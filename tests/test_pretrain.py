@@ -96,7 +96,7 @@ def test_cache_key_follows_data_and_every_setting(pre_root, tmp_path):
 
 def test_pretrained_start_is_made_once(pre_root, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
-    path = P.pretrained_start(pre_root, "pretrain", TINY, cache, torch.device("cpu"))
+    path = P.pretrained_start(pre_root, "pretrain", TINY, cache, torch.device("cpu")).path
     saved = torch.load(path, weights_only=True)
     assert saved["images"] == 24 and saved["seconds"] > 0 and saved["split"] == "pretrain"
 
@@ -104,13 +104,13 @@ def test_pretrained_start_is_made_once(pre_root, tmp_path, monkeypatch):
         raise AssertionError("the cached start was trained again")
 
     monkeypatch.setattr(P, "pretrain", no_training)
-    assert P.pretrained_start(pre_root, "pretrain", TINY, cache, torch.device("cpu")) == path
+    assert P.pretrained_start(pre_root, "pretrain", TINY, cache, torch.device("cpu")).path == path
     with pytest.raises(AssertionError, match="trained again"):
-        P.pretrained_start(pre_root, "pretrain", replace(TINY, seed=9), cache, torch.device("cpu"))
+        P.pretrained_start(pre_root, "pretrain", replace(TINY, seed=9), cache, torch.device("cpu")).path
 
 
 def test_load_pretrained_copies_weights_and_refuses_another_model(pre_root, tmp_path):
-    path = P.pretrained_start(pre_root, "pretrain", TINY, tmp_path, torch.device("cpu"))
+    path = P.pretrained_start(pre_root, "pretrain", TINY, tmp_path, torch.device("cpu")).path
     state = torch.load(path, weights_only=True)["model"]
     model = build_model("small", 7, width=4, context=(0, 1))
     P.load_pretrained(model, path)

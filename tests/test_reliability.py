@@ -284,15 +284,15 @@ def emseg_log(caplog):
 def test_17_a_broken_or_wrong_cache_entry_is_made_again(pre_root, tmp_path, emseg_log):
     caplog = emseg_log
     cache = tmp_path / "cache"
-    path = P.pretrained_start(pre_root, "pretrain", TINY, cache, torch.device("cpu"))
+    path = P.pretrained_start(pre_root, "pretrain", TINY, cache, torch.device("cpu")).path
     good = load_checkpoint(path)
     path.write_bytes(b"garbage")
-    assert P.pretrained_start(pre_root, "pretrain", TINY, cache, torch.device("cpu")) == path
+    assert P.pretrained_start(pre_root, "pretrain", TINY, cache, torch.device("cpu")).path == path
     assert "not a readable checkpoint" in caplog.text and "it is made again" in caplog.text
     assert torch.equal(load_checkpoint(path)["model"]["classifier.weight"], good["model"]["classifier.weight"])
     torch.save({"model": {}, "seconds": 1.0, "config": good["config"]}, path)  # loadable, but no network
     caplog.clear()
-    P.pretrained_start(pre_root, "pretrain", TINY, cache, torch.device("cpu"))
+    P.pretrained_start(pre_root, "pretrain", TINY, cache, torch.device("cpu")).path
     assert "does not fit" in caplog.text and "cached (it took" not in caplog.text
     assert set(load_checkpoint(path)["model"]) == set(good["model"])
 
@@ -328,11 +328,11 @@ def test_13_pretraining_reads_every_layout_the_loader_reads(pre_root, tmp_path):
 
 def test_cache_hit_decodes_no_image(pre_root, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
-    P.pretrained_start(pre_root, "pretrain", TINY, cache, torch.device("cpu"))
+    P.pretrained_start(pre_root, "pretrain", TINY, cache, torch.device("cpu")).path
     import emseg.data.image_labels as il
 
     monkeypatch.setattr(il, "read_image", lambda path: pytest.fail(f"decoded {path} on a cache hit"))
-    P.pretrained_start(pre_root, "pretrain", TINY, cache, torch.device("cpu"))
+    P.pretrained_start(pre_root, "pretrain", TINY, cache, torch.device("cpu")).path
 
 
 @pytest.mark.parametrize("flag", ["--pretrain-cache", "--synthetic-dir", "--output-dir"])
@@ -361,7 +361,7 @@ def test_11_predict_output_that_is_a_file(trained, small_synthetic, tmp_path):
 def test_11_an_unwritable_cache_is_found_before_pretraining(pre_root, monkeypatch):
     monkeypatch.setattr(P, "pretrain", lambda *a, **k: pytest.fail("pretrained before the check"))
     with pytest.raises(ValueError, match=f"--pretrain-cache {UNWRITABLE}: cannot write there"):
-        P.pretrained_start(pre_root, "pretrain", TINY, UNWRITABLE, torch.device("cpu"))
+        P.pretrained_start(pre_root, "pretrain", TINY, UNWRITABLE, torch.device("cpu")).path
 
 
 # ---- 12: writers of one file do not remove each other's temporary files
