@@ -15,7 +15,7 @@ from pathlib import Path
 from .cli import add_crf_args, bars_wanted, check_crf_params, check_finite_flags, crf_params_from_args, parse_context, resolve_device
 from .crf import CRFParams
 from .data.io import MissingDataError, read_id_list
-from .data.synthetic import SYNTHETIC_SPLITS
+from .data.synthetic import SYNTHETIC_DEFAULTS, SYNTHETIC_SPLITS
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from .data.voc import find_list
 from .estep import MODES, EStepConfig, get_mode
@@ -28,10 +28,11 @@ class TrainConfig:
 
     preset: str = "synthetic"
     data_root: str | None = None
-    synthetic_train: int = 400
-    synthetic_val: int = 100
-    synthetic_size: int = 64
-    synthetic_pretrain: int = 1600
+    synthetic_train: int = SYNTHETIC_DEFAULTS["num_train"]
+    synthetic_val: int = SYNTHETIC_DEFAULTS["num_val"]
+    synthetic_test: int = SYNTHETIC_DEFAULTS["num_test"]
+    synthetic_size: int = SYNTHETIC_DEFAULTS["image_size"]
+    synthetic_pretrain: int = SYNTHETIC_DEFAULTS["num_pretrain"]
     train_split: str = "train_aug"
     val_split: str = "val"
     mode: str = "em-adapt"
@@ -108,10 +109,11 @@ def build_parser(prog: str = "python -m emseg.train") -> argparse.ArgumentParser
                    help="defaults for the setting: with --data-root 'voc' (the paper's recipe) where a GPU is available and "
                    "'cpu' (small model at a resolution set from the images) where not; without, 'synthetic'")
     g.add_argument("--synthetic-dir", default="data/synthetic-voc", help="where the synthetic set is written (reused when complete)")
-    g.add_argument("--synthetic-train", type=int, default=400, help="synthetic training images")
-    g.add_argument("--synthetic-val", type=int, default=100, help="synthetic validation images")
-    g.add_argument("--synthetic-size", type=int, default=64, help="side of the synthetic images in pixels")
-    g.add_argument("--synthetic-pretrain", type=int, default=1600, help="synthetic images of the pretraining split (image labels only: ImageNet's part)")
+    g.add_argument("--synthetic-train", type=int, default=SYNTHETIC_DEFAULTS["num_train"], help="synthetic training images")
+    g.add_argument("--synthetic-val", type=int, default=SYNTHETIC_DEFAULTS["num_val"], help="synthetic validation images (settings are chosen on these)")
+    g.add_argument("--synthetic-test", type=int, default=SYNTHETIC_DEFAULTS["num_test"], help="synthetic test images (--val-split test reports on them)")
+    g.add_argument("--synthetic-size", type=int, default=SYNTHETIC_DEFAULTS["image_size"], help="side of the synthetic images in pixels")
+    g.add_argument("--synthetic-pretrain", type=int, default=SYNTHETIC_DEFAULTS["num_pretrain"], help="synthetic images of the pretraining split (image labels only: ImageNet's part)")
     g.add_argument("--train-split", default=None, help="training image list (name under the root or a file)")
     g.add_argument("--val-split", default=None, help="validation image list")
     g.add_argument("--label-cache", default="data/label-cache", help="where Bbox-Rect / Bbox-Seg labels are cached (keyed by data, subset and parameters)")
@@ -250,8 +252,8 @@ def config_from_args(argv: list[str] | None = None, prog: str = "python -m emseg
         err(f"--pretrained {a.pretrained}: no such file (give a local torchvision VGG16 state_dict)")
     if a.init not in ("pretrain", "scratch") and not Path(a.init).is_file():
         err(f"--init {a.init}: expected 'pretrain', 'scratch' or a file written by python -m emseg.pretrain")
-    if a.pretrain_iterations < 1 or a.synthetic_pretrain < 0:
-        err("--pretrain-iterations must be >= 1 and --synthetic-pretrain >= 0")
+    if a.pretrain_iterations < 1 or a.synthetic_pretrain < 0 or a.synthetic_test < 0:
+        err("--pretrain-iterations must be >= 1, --synthetic-pretrain and --synthetic-test >= 0")
     if not a.data_root and a.init == "pretrain" and not a.pretrained and a.synthetic_pretrain < 1 and a.pretrain_split is None:
         err("--synthetic-pretrain 0 leaves the pretraining no images: give --init scratch or --pretrain-split")
     if a.context is not None:

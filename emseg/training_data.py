@@ -27,9 +27,9 @@ def prepare_data(cfg: TrainConfig, info: DistInfo) -> Path:
     root = Path(cfg.data_root_resolved)
     if info.main:
         log.info(f"synthetic data set: {root} ({cfg.synthetic_train} train / {cfg.synthetic_val} val / "
-                 f"{cfg.synthetic_pretrain} pretrain, {cfg.synthetic_size}px)")
+                 f"{cfg.synthetic_test} test / {cfg.synthetic_pretrain} pretrain, {cfg.synthetic_size}px)")
         make_synthetic_voc(root, cfg.synthetic_train, cfg.synthetic_val, cfg.synthetic_size, seed=cfg.seed,
-                           progress=cfg.progress, num_pretrain=cfg.synthetic_pretrain)
+                           progress=cfg.progress, num_pretrain=cfg.synthetic_pretrain, num_test=cfg.synthetic_test)
     info.barrier()
     return root
 

@@ -12,7 +12,7 @@ from collections import Counter
 from ..cli import bars_wanted, run as run_cli
 from .photo import make_photo_voc
 from .stats import dataset_statistics
-from .synthetic import make_synthetic_voc
+from .synthetic import SYNTHETIC_DEFAULTS, make_synthetic_voc
 from .voc import VOCSegmentation
 
 
@@ -22,9 +22,12 @@ def main(argv: list[str] | None = None) -> int:
 
     syn = sub.add_parser("synthetic", help="write the synthetic VOC-layout data set")
     syn.add_argument("root", help="output folder (reused when it already holds the same set)")
-    syn.add_argument("--train", type=int, default=400, help="training images (train_aug.txt)")
-    syn.add_argument("--val", type=int, default=100, help="validation images (val.txt)")
-    syn.add_argument("--size", type=int, default=96, help="image side in pixels")
+    # the defaults are the trainer's, so this writes the set that `python -m emseg.train` reads
+    syn.add_argument("--train", type=int, default=SYNTHETIC_DEFAULTS["num_train"], help="training images (train_aug.txt)")
+    syn.add_argument("--val", type=int, default=SYNTHETIC_DEFAULTS["num_val"], help="validation images (val.txt)")
+    syn.add_argument("--test", type=int, default=SYNTHETIC_DEFAULTS["num_test"], help="test images (test.txt)")
+    syn.add_argument("--pretrain", type=int, default=SYNTHETIC_DEFAULTS["num_pretrain"], help="images of the pretraining split (image labels only)")
+    syn.add_argument("--size", type=int, default=SYNTHETIC_DEFAULTS["image_size"], help="image side in pixels")
     syn.add_argument("--seed", type=int, default=0, help="the same seed gives byte-identical files")
 
     photo = sub.add_parser("photo", help="write the VOC-layout set of photo textures (needs scikit-image)")
@@ -32,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     photo.add_argument("--train", type=int, default=400, help="training images (train_aug.txt)")
     photo.add_argument("--val", type=int, default=100, help="validation images (val.txt)")
     photo.add_argument("--seed", type=int, default=0, help="the same seed gives byte-identical files")
+    photo.add_argument("--object-share", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                       help="range of the first object's share of its image (default 0.12 0.45: a present class covers 8-40 %%)")
 
     st = sub.add_parser("stats", help="objects and classes per image, foreground and class shares of a split")
     st.add_argument("root", help="VOC-layout root with masks")
@@ -43,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "synthetic":
-        root = make_synthetic_voc(args.root, args.train, args.val, args.size, args.seed, progress=bars_wanted(False))
+        root = make_synthetic_voc(args.root, args.train, args.val, args.size, args.seed, progress=bars_wanted(False),
+                                  num_pretrain=args.pretrain, num_test=args.test)
         print(f"synthetic set ready: {root}")
         return 0
 
@@ -53,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "photo":
-        print(f"photo set ready: {make_photo_voc(args.root, args.train, args.val, args.seed)}")
+        print(f"photo set ready: {make_photo_voc(args.root, args.train, args.val, args.seed, args.object_share)}")
         return 0
 
     ds = VOCSegmentation(args.root, args.split, skip_corrupt=True, progress=bars_wanted(False))

@@ -102,16 +102,19 @@ def _blob(rng: np.random.Generator, h: int, w: int, share: float) -> np.ndarray:
     return canvas.astype(bool)
 
 
-def render_photo_image(rng: np.random.Generator, textures, backgrounds) -> tuple[np.ndarray, np.ndarray, list[VOCObject]]:
+def render_photo_image(rng: np.random.Generator, textures, backgrounds,
+                       object_share: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray, list[VOCObject]]:
     h, w = (int(v) for v in rng.integers(160, 225, 2))
     image = _random_patch(rng, backgrounds[int(rng.integers(len(backgrounds)))], h, w)
     labels = np.zeros((h, w), np.uint8)
     instance = np.full((h, w), -1, np.int32)
     areas, classes = [], []
-    for cls, share in class_plan(rng, len(PHOTO_CLASSES) - 1):
+    plan = class_plan(rng, len(PHOTO_CLASSES) - 1, **({"area_range": object_share} if object_share else {}))
+    for cls, share in plan:
+        smallest = 0.02 if object_share is None else min(0.02, share / 2)  # of the image
         for _attempt in range(20):
             shape = _blob(rng, h, w, share)
-            if shape.sum() >= 0.02 * h * w and leaves_earlier_visible(shape, instance, areas):
+            if shape.sum() >= smallest * h * w and leaves_earlier_visible(shape, instance, areas):
                 break
         else:
             continue
@@ -128,10 +131,15 @@ def render_photo_image(rng: np.random.Generator, textures, backgrounds) -> tuple
     return np.clip(np.round(image), 0, 255).astype(np.uint8), ignore_boundaries(labels), objects
 
 
-def make_photo_voc(root: str | Path, num_train: int = 400, num_val: int = 100, seed: int = 0) -> Path:
+def make_photo_voc(root: str | Path, num_train: int = 400, num_val: int = 100, seed: int = 0,
+                   object_share: tuple[float, float] | None = None) -> Path:
     """Write the photo set under ``root`` in VOC layout (train_aug, train = its first seventh, val);
-    a complete set with the same parameters is reused."""
+    a complete set with the same parameters is reused. ``object_share``: the range of the first
+    object's share of its image (log-uniform; default the synthetic set's, a present class covering
+    8-40 %)."""
     params = {"version": _VERSION, "num_train": num_train, "num_val": num_val, "seed": seed, "kind": "photo"}
+    if object_share is not None:
+        params["object_share"] = list(object_share)
     return build_folder(root, lambda folder: holds_data_set(folder, "photo.json", params),
                         lambda folder: _write_photo(folder, params))
 
@@ -145,7 +153,8 @@ def _write_photo(root: Path, params: dict) -> None:
     splits = {"train_aug": [f"photo_train_{i:05d}" for i in range(num_train)], "val": [f"photo_val_{i:05d}" for i in range(num_val)]}
     for stream, (split, ids) in enumerate(splits.items()):
         for i, image_id in enumerate(ids):
-            image, mask, objects = render_photo_image(np.random.default_rng([seed, stream, i]), textures, backgrounds)
+            image, mask, objects = render_photo_image(np.random.default_rng([seed, stream, i]), textures, backgrounds,
+                                                      params.get("object_share"))
             ok, jpg = cv2.imencode(".jpg", image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
             assert ok
             (root / "JPEGImages" / f"{image_id}.jpg").write_bytes(jpg.tobytes())

@@ -216,21 +216,24 @@ _AREA_RANGE = (0.12, 0.45)
 _MAX_FOREGROUND = 0.55
 
 
-def class_plan(rng: np.random.Generator, num_classes: int, max_objects: int = 4) -> list[tuple[int, float]]:
+def class_plan(rng: np.random.Generator, num_classes: int, max_objects: int = 4,
+               area_range: tuple[float, float] = _AREA_RANGE) -> list[tuple[int, float]]:
     """The objects of one image as ``(class, area share)``, drawn in order (later ones in front):
     1-3 distinct classes, sometimes a second object of a class, the first object's share
-    log-uniform in _AREA_RANGE, later ones 0.5-1 times it, all together under _MAX_FOREGROUND."""
+    log-uniform in ``area_range``, later ones 0.5-1 times it (none under a quarter of its low end, nor
+    under 3 %), all together under _MAX_FOREGROUND."""
     count = 1 + int(rng.choice(len(_CLASS_COUNT_P), p=_CLASS_COUNT_P))
     plan = []
     for cls in rng.choice(np.arange(1, num_classes + 1), size=min(count, num_classes), replace=False):
         plan.append(int(cls))
         if rng.random() < _SECOND_INSTANCE_P:
             plan.append(int(cls))
-    first = math.exp(rng.uniform(*np.log(_AREA_RANGE)))
+    first = math.exp(rng.uniform(*np.log(area_range)))
+    smallest = min(0.03, area_range[0] / 4)
     out, total = [], 0.0
     for k, cls in enumerate(plan[:max_objects]):
         share = min(first if k == 0 else first * rng.uniform(0.5, 1.0), _MAX_FOREGROUND - total)
-        if share < 0.03:
+        if share < smallest:
             break
         out.append((cls, share))
         total += share
