@@ -20,7 +20,7 @@ from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from .data.voc import find_list
 from .estep import MODES, EStepConfig, get_mode
 from .models import MODELS, TORCHVISION_VGG16, context_for_crop, torchvision_vgg16_path
-from .presets import PRESETS, cpu_iterations, working_scale
+from .presets import PRESETS, default_mode, cpu_iterations, working_scale
 
 @dataclass
 class TrainConfig:
@@ -36,6 +36,7 @@ class TrainConfig:
     train_split: str = "train_aug"
     val_split: str = "val"
     mode: str = "em-adapt"
+    mode_reason: str = ""  #: why the run trains in ``mode`` (given, or the default for its supervision)
     strong: int = 0
     strong_list: str | None = None
     strong_share: float = 0.5
@@ -121,7 +122,8 @@ def build_parser(prog: str = "python -m emseg.train") -> argparse.ArgumentParser
 
     g = p.add_argument_group("supervision")
     g.add_argument("--mode", choices=list(MODES), default=None,
-                   help="; ".join(f"{m.name}: {m.summary}" for m in MODES.values()) + " (default: em-adapt for synthetic and cpu, em-fixed for voc)")
+                   help="; ".join(f"{m.name}: {m.summary}" for m in MODES.values()) + " (default: by the supervision given, emseg.presets.default_mode: em-adapt, or with strong images "
+                   "em-fixed under --preset voc)")
     g.add_argument("--strong", type=int, default=0, help="semi-supervised: number of images whose masks are used (random, by --seed)")
     g.add_argument("--strong-list", default=None, help="semi-supervised: file listing the ids of the strong images (instead of --strong)")
     g.add_argument("--strong-share", type=float, default=0.5, help="fraction of each batch drawn from the strong images in a semi-supervised run")
@@ -219,6 +221,12 @@ def config_from_args(argv: list[str] | None = None, prog: str = "python -m emseg
     if not 0.0 < a.strong_share < 1.0:
         err("--strong-share must be in (0, 1): the rest of each batch is weak images")
     semi = bool(a.strong or a.strong_list)
+    a.mode_reason = "--mode given"
+    if a.mode is None:
+        a.mode, a.mode_reason = default_mode(preset, semi)
+    for key in ("estep_crf", "estep_teacher"):  # a preset may fit these to the mode
+        if isinstance(getattr(a, key), dict):
+            setattr(a, key, getattr(a, key)[a.mode])
     if semi and get_mode(a.mode).fully_supervised:
         err("--strong/--strong-list make no sense with --mode full (every image uses its mask)")
     for name in ("batch_size", "crop_size", "iterations", "lr_step", "log_interval", "checkpoint_interval", "eval_batch_size", "width"):

@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
     model, train_args = load_model_from_checkpoint(args.checkpoint, device)
     root = args.data_root or train_args["data_root_resolved"]
     split = args.split or train_args["val_split"]
-    ds = VOCSegmentation(root, split, transform=EvalTransform(tuple(train_args["mean"]), tuple(train_args["std"])))
+    ds = VOCSegmentation(root, split, transform=EvalTransform(tuple(train_args["mean"]), tuple(train_args["std"])), boxes=False)
     if args.limit is not None:
         ds = torch.utils.data.Subset(ds, range(min(args.limit, len(ds))))
     loader = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate)

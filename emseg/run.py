@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +64,9 @@ class Run:
     best_miou: float = -1.0  #: the best validation mIoU so far (best.pth holds its weights)
     start_miou: float | None = None  #: the validation mIoU of the start, before the first step
     clipped: int = 0  #: steps whose gradient norm was clipped in the current log window
+    #: the online E-step's foreground and labelled cells of the weak images in the current log
+    #: window (this process's): a collapse to background shows as a falling share
+    estep_cells: list[int] = field(default_factory=lambda: [0, 0])
     data_fingerprint: str = ""  #: of the training data (a resumed run must train on the same)
     #: the pretrained start's path and health (image-label mAP against the prior's), when one was made
     pretraining: dict | None = None
@@ -91,7 +94,7 @@ def setup(cfg: TrainConfig) -> tuple[Run, int]:
     check_work_folders(cfg, fixed_labels=mode.fixed is not None)
     root = prepare_data(cfg, info)
     cfg.data_root_resolved = str(root)
-    check_split(root, cfg.val_split, "--val-split")
+    check_split(root, cfg.val_split, "--val-split", boxes=False)
     ckpt = load_checkpoint(cfg.resume, required=TRAINING_KEYS) if cfg.resume else None
     start = ckpt["iteration"] if ckpt else 0
     if ckpt:
@@ -128,7 +131,7 @@ def setup(cfg: TrainConfig) -> tuple[Run, int]:
         restore(run, ckpt)
     guard.snapshot(model, optimizer)
     log.info(
-        f"mode {mode.name} ({mode.summary}); {data.num_strong} strong + {data.num_weak} weak images, "
+        f"mode {mode.name} ({mode.summary}{'; ' + cfg.mode_reason if cfg.mode_reason else ''}); {data.num_strong} strong + {data.num_weak} weak images, "
         f"{data.strong_per_batch}/{cfg.batch_size} strong per batch; preset {cfg.preset}; model {cfg.model}"
         f"{f' (receptive field {model.receptive_field} px)' if hasattr(model, 'receptive_field') else ''}"
         f"{f', images x{cfg.input_scale:.3g}' if cfg.input_scale != 1 else ''}; {cfg.iterations} iterations "

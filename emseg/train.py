@@ -72,6 +72,11 @@ def train_step(run: Run, batch: dict, it: int) -> tuple[torch.Tensor, bool]:
         else:
             estep_scores = scores.detach()
     target = make_targets(run.mode, estep_scores.float(), batch, run.cfg.estep, run.model.output_stride, run.estep_crf)
+    if run.mode.online is not None:
+        weak = target[~batch["strong"].to(target.device)]
+        labelled = weak != IGNORE_INDEX
+        run.estep_cells[0] += int((labelled & (weak > 0)).sum())
+        run.estep_cells[1] += int(labelled.sum())
     loss = segmentation_loss(scores, target, run.info)
     action = run.guard.check(float(run.info.sum_over_processes(loss.detach())) / run.info.world_size, it)
     run.optimizer.zero_grad(set_to_none=True)
@@ -128,25 +133,28 @@ def train_steps(run: Run, start: int, end: int, metrics: MetricsLog, stop: StopR
 
 def log_row(run: Run, done: int, metrics: MetricsLog, bar, seconds: float) -> None:
     """One row of the log and metrics.csv: the mean loss of the window's steps, the learning rate,
-    and the window's clipped steps."""
+    the window's clipped steps and the online E-step's foreground share of the weak images."""
     cfg = run.cfg
     lr = run.optimizer.param_groups[0]["lr"]
     mean_loss = float(run.running) / max(run.window, 1)
     bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{lr:.2e}")
     if not (cfg.progress and run.info.main):
         clipped = f"  clipped {run.clipped}/{run.window}" if run.clipped else ""
-        log.info(f"it {done}/{cfg.iterations}  loss {mean_loss:.4f}  lr {lr:.2e}{clipped}")
+        fg, cells = run.estep_cells
+        estep = f"  E-step foreground {100 * fg / cells:.0f} %" if cells else ""
+        log.info(f"it {done}/{cfg.iterations}  loss {mean_loss:.4f}  lr {lr:.2e}{estep}{clipped}")
     metrics.write(iteration=done, loss=mean_loss, lr=lr, seconds=round(seconds, 2))
     run.running.zero_()
     run.window = 0
     run.clipped = 0
+    run.estep_cells = [0, 0]
 
 
 def validate(run: Run, crf: CRF | None = None) -> tuple[VOCSegmentation, ConfusionMatrix, ConfusionMatrix | None]:
     """Confusion matrices on the validation split (every world_size-th image per process, summed),
     also after refinement with ``crf`` when given."""
     cfg, info = run.cfg, run.info
-    val = VOCSegmentation(cfg.data_root_resolved, cfg.val_split, transform=EvalTransform(cfg.mean, cfg.std))
+    val = VOCSegmentation(cfg.data_root_resolved, cfg.val_split, transform=EvalTransform(cfg.mean, cfg.std), boxes=False)
     part = torch.utils.data.Subset(val, range(info.rank, len(val), info.world_size))
     # its own generator: validating must not draw from the training's random stream
     vloader = torch.utils.data.DataLoader(part, batch_size=cfg.eval_batch_size, num_workers=cfg.workers,

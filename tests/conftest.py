@@ -21,7 +21,7 @@ def random_generator(seed: int) -> torch.Generator:
 def base_args(root, out, **extra):
     """``python -m emseg.train`` flags for a short CPU run on a synthetic set at ``root``."""
     args = {
-        "--synthetic-dir": root, "--synthetic-train": 96, "--synthetic-val": 24, "--synthetic-size": 64,
+        "--synthetic-dir": root, "--synthetic-train": 96, "--synthetic-val": 24, "--synthetic-test": 0, "--synthetic-size": 64,
         "--crop-size": 64, "--batch-size": 4, "--width": 8, "--workers": 0, "--output-dir": out,
         "--num-pictures": 0, "--eval-batch-size": 8, "--log-interval": 1, "--label-cache": Path(out).parent / "labels",
         # random weights and Bbox-Rect unless a test asks otherwise: the pretraining stage has its

@@ -206,3 +206,43 @@ def test_bbox_seg_with_the_dense_crf():
     assert seg[20, 20] == 2  # the centre area
     assert seg[8, 8] == 0 and seg[31, 31] == 0  # grey corners of the box
     assert (seg[disc] == 2).float().mean() > 0.9
+
+
+@pytest.mark.parametrize("name", ["em-fixed", "em-adapt", "bbox-em-fixed"])
+def test_padding_is_never_a_target(name):
+    """A crop padded on its right half (valid False there): no padding cell gets a label, and the
+    E-step on the valid half is the E-step of that half alone, shares counted over it."""
+    batch = fixed_batch()
+    batch["mask"][:] = 0  # the masks of weak images are never read
+    scores = torch.randn(2, C, 4, 4, generator=torch.Generator().manual_seed(3))
+    scores[:, 2:, :, 2:] += 4.0  # the padding holds the foreground: counted there, it would change the shares
+    valid = torch.ones(2, 32, 32, dtype=torch.bool)
+    valid[:, :, 16:] = False
+    batch["valid"] = valid
+    target = make_targets(get_mode(name), scores, batch, EStepConfig(), STRIDE)
+    assert (target[:, :, 2:] == IGNORE_INDEX).all()
+    half = {k: v for k, v in batch.items() if k != "valid"}
+    half["mask"], half["image_uint8"] = batch["mask"][:, :, :16], batch["image_uint8"][:, :, :, :16]
+    alone = make_targets(get_mode(name), scores[:, :, :, :2].contiguous(), half, EStepConfig(), STRIDE)
+    assert torch.equal(target[:, :, :2], alone)
+
+
+def test_em_adapt_shares_are_of_the_valid_cells():
+    """Image 0 shows background and class 2; 25 of its 100 score cells are valid. At least 20 % of
+    those (5, not 20 of the grid) take class 2 and at least 40 % (10) background."""
+    labels = torch.zeros(1, C, dtype=torch.bool)
+    labels[0, [0, 2]] = True
+    scores = torch.zeros(1, C, 10, 10)
+    scores[0, 1] = 1.0  # an absent class leads everywhere: EM-Adapt must not give it a cell
+    scores[0, 2] = torch.linspace(-2, 0, 100).view(10, 10)
+    valid = torch.zeros(1, 80, 80, dtype=torch.bool)
+    valid[:, :40, :40] = True
+    batch = {"mask": torch.zeros(1, 80, 80, dtype=torch.int64), "labels": labels,
+             "strong": torch.tensor([False]), "valid": valid}
+    target = make_targets(get_mode("em-adapt"), scores, batch, EStepConfig(), STRIDE)
+    inside = target[0, :5, :5]
+    assert (target[0, 5:] == IGNORE_INDEX).all() and (target[0, :5, 5:] == IGNORE_INDEX).all()
+    # the five highest class-2 scores of the valid cells; counted over the grid, the 20 cells
+    # class 2 needs would all be padding and no valid cell would take it
+    assert int((inside == 2).sum()) == 5 and int((inside == 0).sum()) == 20
+    assert (inside[4] == 2).all()  # the valid block's highest class-2 scores: its last row

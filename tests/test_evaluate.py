@@ -53,7 +53,7 @@ def checkpoint(tmp_path_factory):
     out = base / "run"
     train_main([
         "--no-progress", "--synthetic-dir", str(base / "syn"), "--synthetic-train", "32",
-        "--synthetic-val", "8", "--synthetic-size", "48", "--crop-size", "48", "--batch-size", "4",
+        "--synthetic-val", "8", "--synthetic-test", "0", "--synthetic-size", "48", "--crop-size", "48", "--batch-size", "4",
         "--width", "8", "--workers", "0", "--mode", "full", "--iterations", "20",
         "--output-dir", str(out), "--num-pictures", "0",
     ])

@@ -233,7 +233,7 @@ PRETRAIN_ITERATIONS = 20
 
 
 def pretrain_args(base: Path, cache: Path) -> list:
-    return ["--no-progress", "--synthetic-dir", base / "syn", "--synthetic-train", 16, "--synthetic-val", 4,
+    return ["--no-progress", "--synthetic-dir", base / "syn", "--synthetic-train", 16, "--synthetic-val", 4, "--synthetic-test", 0,
             "--synthetic-size", 32, "--synthetic-pretrain", 16, "--pretrain-iterations", PRETRAIN_ITERATIONS, "--crop-size", 32,
             "--width", 4, "--workers", 0, "--pretrain-cache", cache]
 
@@ -296,7 +296,7 @@ ITERATIONS = 12
 
 
 def train_args(base: Path, out: Path, *extra) -> list:
-    return ["--no-progress", "--synthetic-dir", base / "syn", "--synthetic-train", 16, "--synthetic-val", 4,
+    return ["--no-progress", "--synthetic-dir", base / "syn", "--synthetic-train", 16, "--synthetic-val", 4, "--synthetic-test", 0,
             "--synthetic-size", 32, "--synthetic-pretrain", 0, "--crop-size", 32, "--batch-size", 4, "--width", 4,
             "--workers", 0, "--iterations", ITERATIONS, "--log-interval", 1, "--checkpoint-interval", 5,
             "--num-pictures", 0, "--init", "scratch", "--mode", "bbox-rect", "--label-cache", base / "labels",

@@ -138,6 +138,29 @@ def test_presets():
     assert config_from_args(["--preset", "voc", "--batch-size", "10"]).batch_size == 10
 
 
+def test_the_mode_follows_the_supervision_unless_given():
+    from emseg.presets import default_mode
+
+    for preset in ("synthetic", "voc"):
+        weak = config_from_args(["--preset", preset])
+        assert weak.mode == "em-adapt" and "image labels alone" in weak.mode_reason
+        semi = config_from_args(["--preset", preset, "--strong", "60"])
+        assert (semi.mode, semi.mode_reason) == default_mode(preset, True)
+        assert semi.mode == ("em-fixed" if preset == "voc" else "em-adapt")
+        given = config_from_args(["--preset", preset, "--mode", "bbox-rect"])
+        assert (given.mode, given.mode_reason) == ("bbox-rect", "--mode given")
+
+
+def test_estep_options_follow_the_mode_unless_given():
+    assert (config_from_args([]).estep_crf, config_from_args([]).estep_teacher) == (True, 0.0)
+    boxes = config_from_args(["--mode", "bbox-em-fixed"])
+    assert (boxes.estep_crf, boxes.estep_teacher) == (True, 0.9999)
+    plain = config_from_args(["--mode", "bbox-em-fixed", "--no-estep-crf", "--estep-teacher", "0"])
+    assert (plain.estep_crf, plain.estep_teacher) == (False, 0.0)
+    voc = config_from_args(["--preset", "voc", "--mode", "bbox-em-fixed"])  # the paper's E-step
+    assert (voc.estep_crf, voc.estep_teacher) == (False, 0.0)
+
+
 def test_help_explains_every_flag():
     for action in build_parser()._actions:
         assert action.help, action.option_strings
@@ -165,3 +188,28 @@ def test_fixed_labels_are_cached_and_bbox_seg_uses_the_crf(synthetic, tmp_path, 
     assert len(calls) == 80  # reused
     train_main(base_args(synthetic, tmp_path / "c", **common, **{"--seg-box-prob": 0.7}))
     assert len(calls) == 160 and len(list((tmp_path / "labels").glob("bbox-seg-*"))) == 2
+
+
+@pytest.mark.parametrize("mode", ["em-adapt", "em-fixed"])
+def test_image_label_modes_read_no_box(synthetic, tmp_path, mode):
+    """With every <bndbox> deleted from the XML files, an image-label run (its pretraining, then
+    crops smaller than the images, so the crop rule decides which labels a crop keeps) trains the
+    identical network."""
+    import re
+    import shutil
+
+    stripped = tmp_path / "no-boxes"
+    shutil.copytree(synthetic, stripped)
+    for xml in (stripped / "Annotations").glob("*.xml"):
+        text = xml.read_text()
+        xml.write_text(re.sub(r"\s*<bndbox>.*?</bndbox>", "", text, flags=re.S))
+    assert "<bndbox>" not in (stripped / "Annotations" / xml.name).read_text()
+    states = []
+    for root in (synthetic, stripped):
+        out = tmp_path / f"run-{root.name}"
+        train_main(base_args(root, out, **{"--data-root": root, "--mode": mode, "--iterations": 6,
+                                           "--crop-size": 40, "--input-scale": 1.0, "--init": "pretrain",
+                                           "--pretrain-iterations": 4, "--pretrain-cache": out / "cache"}))
+        states.append(load_checkpoint(out / "checkpoint.pth")["model"])
+    assert states[0].keys() == states[1].keys()
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])

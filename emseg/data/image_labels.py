@@ -34,7 +34,7 @@ class ImageLabelSet:
     """
 
     def __init__(self, root: str | Path, split: str, size: int, fill: tuple[int, int, int]) -> None:
-        ds = VOCSegmentation(root, split, transform=None)
+        ds = VOCSegmentation(root, split, transform=None, boxes=False)  # image labels: no box is read
         self.class_names, self.num_classes, self.ids = ds.class_names, ds.num_classes, ds.ids
         index = {name.lower(): k for k, name in enumerate(self.class_names)}
         labels = np.zeros((len(self.ids), self.num_classes), dtype=bool)

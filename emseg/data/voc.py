@@ -327,10 +327,12 @@ class VOCSegmentation(Dataset):
                 f"skipped={len(self.skipped)})")
 
 
-def check_split(root: str | os.PathLike, split: str | os.PathLike, what: str = "") -> None:
+def check_split(root: str | os.PathLike, split: str | os.PathLike, what: str = "", boxes: bool = True) -> None:
     """Read every file of a split once (as ``python -m emseg.data check`` does) and raise a
-    :class:`DataError` naming the first broken one: a run finds it before it trains, not after."""
-    ds = VOCSegmentation(root, split, skip_corrupt=True)
+    :class:`DataError` naming the first broken one: a run finds it before it trains, not after.
+    ``boxes=False``: a split read for its images and masks only (validation), whose XML boxes no
+    one reads."""
+    ds = VOCSegmentation(root, split, skip_corrupt=True, boxes=boxes)
     if ds.skipped:
         _, path, reason = ds.skipped[0]
         more = f"; {len(ds.skipped) - 1} more broken" if len(ds.skipped) > 1 else ""
