@@ -127,8 +127,10 @@ def build_parser(prog: str = "python -m emseg.train") -> argparse.ArgumentParser
     g.add_argument("--strong", type=int, default=0, help="semi-supervised: number of images whose masks are used (random, by --seed)")
     g.add_argument("--strong-list", default=None, help="semi-supervised: file listing the ids of the strong images (instead of --strong)")
     g.add_argument("--strong-share", type=float, default=0.5, help="fraction of each batch drawn from the strong images in a semi-supervised run")
-    g.add_argument("--fg-bias", type=float, default=5.0, help="EM-Fixed / Bbox-EM-Fixed foreground bias b_fg")
-    g.add_argument("--bg-bias", type=float, default=3.0, help="EM-Fixed / Bbox-EM-Fixed background bias b_bg")
+    g.add_argument("--fg-bias", type=float, default=None, help="EM-Fixed / Bbox-EM-Fixed foreground bias b_fg "
+                   "(default: the paper's 5 under --preset voc, else the preset's, fitted to its network's scores)")
+    g.add_argument("--bg-bias", type=float, default=None, help="EM-Fixed / Bbox-EM-Fixed background bias b_bg "
+                   "(default: the paper's 3 under --preset voc, else the preset's)")
     g.add_argument("--suppress-absent", action="store_true", help="EM-Fixed: absent classes cannot win the E-step's argmax")
     g.add_argument("--fg-portion", type=float, default=0.2, help="EM-Adapt: minimum share of pixels for each present foreground class")
     g.add_argument("--bg-portion", type=float, default=0.4, help="EM-Adapt: minimum share of pixels for background")
@@ -224,7 +226,7 @@ def config_from_args(argv: list[str] | None = None, prog: str = "python -m emseg
     a.mode_reason = "--mode given"
     if a.mode is None:
         a.mode, a.mode_reason = default_mode(preset, semi)
-    for key in ("estep_crf", "estep_teacher"):  # a preset may fit these to the mode
+    for key in ("estep_crf", "estep_teacher", "fg_bias", "bg_bias"):  # a preset may fit these to the mode
         if isinstance(getattr(a, key), dict):
             setattr(a, key, getattr(a, key)[a.mode])
     if semi and get_mode(a.mode).fully_supervised:

@@ -113,7 +113,14 @@ def image_label_map(state: dict, cfg: PretrainConfig, data: ImageLabelSet, devic
     for i in range(0, len(data), 64):
         image = (torch.from_numpy(data.images[i : i + 64]).permute(0, 3, 1, 2).float() / 255 - mean) / std
         pooled.append(lse_pool(model(image.to(device))[:, 1:], cfg.lse_r).cpu())
-    scores, truth = torch.cat(pooled), torch.from_numpy(data.labels[:, 1:])
+    return mean_average_precision(torch.cat(pooled), torch.from_numpy(data.labels[:, 1:]))
+
+
+def mean_average_precision(scores: torch.Tensor, truth: torch.Tensor) -> tuple[float, float]:
+    """Mean over classes of the average precision of ``scores`` ``[N, C]`` for the bool labels
+    ``truth`` ``[N, C]`` (ties broken by image order), and the mean of the classes' frequencies (the
+    class-frequency prior's). Classes that every image or no image shows are left out (no ranking
+    to judge); nan when none is left."""
     aps, prior = [], []
     for c in range(truth.shape[1]):
         positives = truth[:, c]

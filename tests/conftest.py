@@ -1,3 +1,4 @@
+import logging
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,15 @@ def small_args(root, out, **extra):
     """:func:`base_args` for :func:`small_synthetic`: 4 iterations of full crops."""
     return base_args(root, out, **{"--synthetic-train": 24, "--synthetic-val": 8, "--synthetic-size": 48,
                                    "--crop-size": 48, "--iterations": 4, **extra})
+
+
+@pytest.fixture
+def emseg_log(caplog):
+    """caplog for the "emseg" logger, which does not propagate once a run has set up its logging."""
+    logger = logging.getLogger("emseg")
+    logger.addHandler(caplog.handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    yield caplog
+    logger.removeHandler(caplog.handler)
+    logger.setLevel(level)

@@ -180,8 +180,11 @@ def test_command_line(tmp_path, capsys):
     from emseg.data.__main__ import main
 
     root = tmp_path / "cli"
-    assert main(["synthetic", str(root), "--train", "5", "--val", "2", "--size", "32", "--seed", "3"]) == 0
+    assert main(["synthetic", str(root), "--train", "5", "--val", "2", "--test", "3", "--pretrain", "4", "--size", "32",
+                 "--seed", "3"]) == 0
     assert json.loads((root / "synthetic.json").read_text())["seed"] == 3
+    lists = root / "ImageSets" / "Segmentation"
+    assert [len((lists / f"{split}.txt").read_text().split()) for split in ("train_aug", "val", "test", "pretrain")] == [5, 2, 3, 4]
     assert main(["check", str(root), "--split", "val"]) == 0
     (root / "Annotations" / "train_00001.xml").write_text("<annotation>")
     assert main(["check", str(root)]) == 1

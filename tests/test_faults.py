@@ -193,7 +193,7 @@ SIG_IDS = [s.name for s in SIGNALS]
 
 # ---- data writing ------------------------------------------------------------------------------
 
-DATA = ["--train", 96, "--val", 8, "--size", 32, "--seed", 4]
+DATA = ["--train", 96, "--val", 8, "--test", 0, "--pretrain", 0, "--size", 32, "--seed", 4]
 
 
 @pytest.fixture(scope="module")

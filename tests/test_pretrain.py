@@ -224,3 +224,55 @@ def test_training_pretrains_once_then_uses_the_cache(tmp_path):
     second = (tmp_path / "b" / "train.log").read_text()
     assert list(cache.glob("pretrain-small-*.pth")) == made
     assert "cached (it took" in second and "pretraining took" not in second
+
+
+def reference_average_precision(scores: np.ndarray, positives: np.ndarray) -> float:
+    """Brute force: the mean, over the positive images, of the precision among the images ranked at
+    or above each one (ties: the earlier image ranks first)."""
+    n = len(scores)
+    rank_of = {}
+    for i in range(n):
+        rank_of[i] = sum(1 for j in range(n) if scores[j] > scores[i] or (scores[j] == scores[i] and j < i))
+    precisions = []
+    for i in np.flatnonzero(positives):
+        above = [j for j in range(n) if rank_of[j] <= rank_of[i]]
+        precisions.append(positives[above].sum() / len(above))
+    return float(np.mean(precisions))
+
+
+def test_mean_average_precision_against_brute_force():
+    rng = np.random.default_rng(5)
+    truth = rng.random((40, 5)) < 0.3
+    truth[:, 3] = True  # every image: left out
+    truth[:, 4] = False  # no image: left out
+    scores = np.round(rng.normal(size=(40, 5)), 1)  # rounded: ties
+    got, prior = P.mean_average_precision(torch.from_numpy(scores), torch.from_numpy(truth))
+    want = np.mean([reference_average_precision(scores[:, c], truth[:, c]) for c in range(3)])
+    assert got == pytest.approx(want) and prior == pytest.approx(truth[:, :3].mean())
+    perfect, _ = P.mean_average_precision(torch.from_numpy(truth.astype(float)), torch.from_numpy(truth))
+    assert perfect == pytest.approx(1.0)
+    assert np.isnan(P.mean_average_precision(torch.zeros(4, 1), torch.ones(4, 1, dtype=torch.bool))[0])
+
+
+def test_a_pretraining_that_learnt_nothing_is_not_used(tmp_path, monkeypatch):
+    """A start whose image-label mAP is the prior's: the run warns, records it, and trains from the
+    random weights of --init scratch (the same network at the end)."""
+    from conftest import base_args
+    from emseg.train import main as train_main
+
+    def no_better_than_prior(root, split, cfg, cache_dir, device, build=True, health_split=None):
+        return P.PretrainedStart(Path(cache_dir) / "never-read.pth", 0.31, 0.30, 24)
+
+    monkeypatch.setattr(P, "pretrained_start", no_better_than_prior)
+    root = tmp_path / "syn"
+    flags = {"--synthetic-train": 24, "--synthetic-val": 8, "--synthetic-size": 48, "--crop-size": 48, "--iterations": 3,
+             "--mode": "em-adapt"}
+    summary = train_main(base_args(root, tmp_path / "a", **flags, **{"--init": "pretrain", "--pretrain-split": "train_aug"}))
+    log = (tmp_path / "a" / "train.log").read_text()
+    assert "the pretraining did not learn" in log and "random weights" in log
+    assert summary["pretraining"]["learnt"] is False and summary["pretraining"]["map"] == pytest.approx(0.31)
+    train_main(base_args(root, tmp_path / "b", **flags))  # --init scratch
+    from emseg.checkpoint import load_checkpoint
+
+    a, b = (load_checkpoint(tmp_path / run / "checkpoint.pth")["model"] for run in ("a", "b"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import errno
 import json
-import logging
 import os
 import shutil
 import signal
@@ -267,18 +266,6 @@ def test_8_a_start_without_the_networks_tensors_is_refused(tmp_path, small_synth
         P.load_pretrained(build_model("small", 7, width=4, context=(0, 1)), tmp_path / "empty.pth")
     with pytest.raises(ValueError, match="does not fit"):
         train_main(small_args(small_synthetic, tmp_path / "run", **{"--init": tmp_path / "empty.pth"}))
-
-
-@pytest.fixture
-def emseg_log(caplog):
-    """caplog for the "emseg" logger, which does not propagate once a run has set up its logging."""
-    logger = logging.getLogger("emseg")
-    logger.addHandler(caplog.handler)
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    yield caplog
-    logger.removeHandler(caplog.handler)
-    logger.setLevel(level)
 
 
 def test_17_a_broken_or_wrong_cache_entry_is_made_again(pre_root, tmp_path, emseg_log):
