@@ -245,7 +245,7 @@ def test_resume_from_an_empty_dict(synthetic, tmp_path):
     ({"--mode": "em-adapt"}, "--mode 'em-fixed' -> 'em-adapt'"),
     ({"--seed": 3}, "--seed 0 -> 3"),
     ({"--iterations": 2}, "--iterations 4 -> 2"),
-    ({"--fg-bias": 4.0}, "--fg-bias 5.0 -> 4.0"),
+    ({"--fg-bias": 6.0}, "--fg-bias 4.0 -> 6.0"),
 ])
 def test_resume_refuses_a_changed_run(synthetic, trained, tmp_path, extra, message):
     with pytest.raises(ValueError, match="resume with the same settings") as exc:
