@@ -58,8 +58,9 @@ def lr_factor(it: int, iterations: int, policy: str, warmup: int = 0, lr_step: i
 class SpikeGuard:
     """Watches the training loss and says, before each SGD step, whether to take it.
 
-    A loss above ``factor`` times the median of the last ``window`` accepted losses is a spike: its
-    step is skipped. A loss that is not finite, or ``patience`` spikes in a row, roll the run back
+    A loss above ``factor`` times the median of the last ``window`` accepted losses, and at least
+    ``min_rise`` above it, is a spike: its step is skipped (the floor keeps a run whose loss has
+    fallen near zero from counting every small rise as a spike). A loss that is not finite, or ``patience`` spikes in a row, roll the run back
     to the last :meth:`snapshot` with the learning rate halved (:attr:`lr_scale`); once
     ``max_rollbacks`` roll-backs have not helped, the run stops. ``factor <= 0`` turns the spike test
     off (non-finite losses still roll back).
@@ -68,8 +69,9 @@ class SpikeGuard:
     at every checkpoint, so a resumed run continues exactly.
     """
 
-    def __init__(self, factor: float = 5.0, window: int = 50, patience: int = 5, max_rollbacks: int = 3) -> None:
-        self.factor, self.patience, self.max_rollbacks = factor, patience, max_rollbacks
+    def __init__(self, factor: float = 5.0, window: int = 50, patience: int = 5, max_rollbacks: int = 3,
+                 min_rise: float = 0.05) -> None:
+        self.factor, self.patience, self.max_rollbacks, self.min_rise = factor, patience, max_rollbacks, min_rise
         self.window_size = window
         self.recent: deque[float] = deque(maxlen=window)
         self.in_a_row = 0
@@ -84,7 +86,8 @@ class SpikeGuard:
         if self.factor <= 0 or len(self.recent) < self.recent.maxlen // 2:
             return False
         ordered = sorted(self.recent)
-        return loss > self.factor * ordered[len(ordered) // 2]
+        median = ordered[len(ordered) // 2]
+        return loss > self.factor * median and loss > median + self.min_rise
 
     def check(self, loss: float, it: int) -> str:
         """``"step"``, ``"skip"`` (this step only) or ``"rollback"`` (restore and go on) for the

@@ -36,6 +36,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+#: the entries of Run.window_counts
+CLIPPED, ESTEP_FG, ESTEP_CELLS = range(3)
+
+
 @dataclass
 class Run:
     """What the training steps act on and a checkpoint holds."""
@@ -59,14 +63,15 @@ class Run:
     estep_crf: CRF | None  #: the dense CRF that refines the E-step's labels (--estep-crf)
     #: the mean loss of the current log window is running / window (kept on the device)
     running: torch.Tensor
+    #: the current log window's counters, kept on the device so that a step does not wait for
+    #: them: steps whose gradient norm was clipped, and the online E-step's foreground and
+    #: labelled cells of the weak images (this process's; a collapse to background shows as a
+    #: falling share)
+    window_counts: torch.Tensor  #: indexed by CLIPPED, ESTEP_FG, ESTEP_CELLS
     window: int = 0
     seconds_before: float = 0.0  #: training time of the invocations before a resume
     best_miou: float = -1.0  #: the best validation mIoU so far (best.pth holds its weights)
     start_miou: float | None = None  #: the validation mIoU of the start, before the first step
-    clipped: int = 0  #: steps whose gradient norm was clipped in the current log window
-    #: the online E-step's foreground and labelled cells of the weak images in the current log
-    #: window (this process's): a collapse to background shows as a falling share
-    estep_cells: list[int] = field(default_factory=lambda: [0, 0])
     data_fingerprint: str = ""  #: of the training data (a resumed run must train on the same)
     #: the pretrained start's path and health (image-label mAP against the prior's), when one was made
     pretraining: dict | None = None
@@ -125,7 +130,8 @@ def setup(cfg: TrainConfig) -> tuple[Run, int]:
     run = Run(cfg, info, device, use_amp, mode, data, model, net, optimizer, scheduler,
               torch.amp.GradScaler("cuda", enabled=use_amp), out, guard, teacher,
               estep_crf=make_crf(cfg.crf) if cfg.estep_crf and online else None,
-              running=torch.zeros((), dtype=torch.float64, device=device), data_fingerprint=fingerprint,
+              running=torch.zeros((), dtype=torch.float64, device=device),
+              window_counts=torch.zeros(3, dtype=torch.int64, device=device), data_fingerprint=fingerprint,
               pretraining=pretraining)
     if ckpt:
         restore(run, ckpt)

@@ -34,7 +34,7 @@ from .evaluate import evaluate
 from .metrics import ConfusionMatrix, MetricsLog
 from .optim import update_teacher
 from .outputs import release_output_dir, stopped_at
-from .run import Run, save, setup
+from .run import CLIPPED, ESTEP_CELLS, ESTEP_FG, Run, save, setup
 from .stop import StopRequests, agreed_signal, ignore_in_worker
 from .visualize import draw_validation_pictures, plot_curves
 
@@ -75,8 +75,8 @@ def train_step(run: Run, batch: dict, it: int) -> tuple[torch.Tensor, bool]:
     if run.mode.online is not None:
         weak = target[~batch["strong"].to(target.device)]
         labelled = weak != IGNORE_INDEX
-        run.estep_cells[0] += int((labelled & (weak > 0)).sum())
-        run.estep_cells[1] += int(labelled.sum())
+        run.window_counts[ESTEP_FG] += (labelled & (weak > 0)).sum()
+        run.window_counts[ESTEP_CELLS] += labelled.sum()
     loss = segmentation_loss(scores, target, run.info)
     action = run.guard.check(float(run.info.sum_over_processes(loss.detach())) / run.info.world_size, it)
     run.optimizer.zero_grad(set_to_none=True)
@@ -85,7 +85,7 @@ def train_step(run: Run, batch: dict, it: int) -> tuple[torch.Tensor, bool]:
         if run.cfg.clip_grad > 0:
             run.scaler.unscale_(run.optimizer)
             norm = nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.clip_grad)
-            run.clipped += int(norm > run.cfg.clip_grad)
+            run.window_counts[CLIPPED] += (norm > run.cfg.clip_grad).long()
         run.scaler.step(run.optimizer)
         run.scaler.update()
         if run.teacher is not None:
@@ -139,15 +139,14 @@ def log_row(run: Run, done: int, metrics: MetricsLog, bar, seconds: float) -> No
     mean_loss = float(run.running) / max(run.window, 1)
     bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{lr:.2e}")
     if not (cfg.progress and run.info.main):
-        clipped = f"  clipped {run.clipped}/{run.window}" if run.clipped else ""
-        fg, cells = run.estep_cells
+        clipped_steps, fg, cells = run.window_counts[[CLIPPED, ESTEP_FG, ESTEP_CELLS]].tolist()
+        clipped = f"  clipped {clipped_steps}/{run.window}" if clipped_steps else ""
         estep = f"  E-step foreground {100 * fg / cells:.0f} %" if cells else ""
         log.info(f"it {done}/{cfg.iterations}  loss {mean_loss:.4f}  lr {lr:.2e}{estep}{clipped}")
     metrics.write(iteration=done, loss=mean_loss, lr=lr, seconds=round(seconds, 2))
     run.running.zero_()
     run.window = 0
-    run.clipped = 0
-    run.estep_cells = [0, 0]
+    run.window_counts.zero_()
 
 
 def validate(run: Run, crf: CRF | None = None) -> tuple[VOCSegmentation, ConfusionMatrix, ConfusionMatrix | None]:

@@ -21,6 +21,7 @@ from emseg.data.io import parse_voc_xml
 from emseg.data.__main__ import main as data_main
 from emseg.evaluate import main as evaluate_main
 from emseg.metrics import MetricsLog
+from emseg.optim import SpikeGuard
 from emseg.train import main as train_main
 
 from conftest import small_args
@@ -155,6 +156,46 @@ def test_a_planted_loss_spike_is_skipped(synthetic, tmp_path, monkeypatch):
     assert summary["skipped_steps"] == 1 and summary["rollbacks"] == 0
     assert "it 30: loss spike" in (out / "train.log").read_text()
     assert all(torch.equal(a, b) for a, b in zip(seen[30], seen[31]))
+
+
+def test_the_spike_test_needs_both_the_ratio_and_the_absolute_rise():
+    """Against a median of 0.2 a spike is above 1.0 (5x); against a median near zero (a run that
+    fits its targets exactly) a rise must also reach min_rise, so 0.01 after losses of 1e-5 is
+    no spike, while a jump to 1.0 still is."""
+    guard = SpikeGuard(factor=5.0, window=10, min_rise=0.05)
+    for _ in range(10):
+        guard.check(0.2, 1)
+    assert not guard.is_spike(0.99) and guard.is_spike(1.01)
+    assert guard.is_spike(float("inf")) and guard.is_spike(float("nan"))
+    near_zero = SpikeGuard(factor=5.0, window=10, min_rise=0.05)
+    for _ in range(10):
+        near_zero.check(1e-5, 1)
+    assert not near_zero.is_spike(0.01) and not near_zero.is_spike(0.05)
+    assert near_zero.is_spike(0.06) and near_zero.is_spike(1.0)
+    assert [near_zero.check(0.01, it) for it in range(2, 12)] == ["step"] * 10
+
+
+def test_log_rows_count_the_clipped_steps_and_the_estep_foreground(synthetic, tmp_path, monkeypatch):
+    """The window counters kept on the device reach the log: a clip norm no step stays under clips
+    every step of the window, and the E-step's foreground share of the weak images is the one
+    recomputed here from its targets."""
+    shares = []
+    real = train_mod.make_targets
+
+    def counted(mode, scores, batch, *rest):
+        target = real(mode, scores, batch, *rest)
+        weak = target[~batch["strong"]]
+        labelled = weak != 255
+        shares.append(((labelled & (weak > 0)).sum().item(), labelled.sum().item()))
+        return target
+
+    monkeypatch.setattr(train_mod, "make_targets", counted)
+    out = tmp_path / "run"
+    train_main(small_args(synthetic, out, **{"--mode": "em-adapt", "--iterations": 4, "--log-interval": 4,
+                                             "--clip-grad": 1e-9}))
+    fg, cells = map(sum, zip(*shares))
+    text = (out / "train.log").read_text()
+    assert f"E-step foreground {100 * fg / cells:.0f} %" in text and "clipped 4/4" in text
 
 
 def test_diverging_parameters_are_never_saved(synthetic, tmp_path):
