@@ -28,10 +28,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from benchutil import DEVICES, synchronized
 
 from emseg.ops import CRF_DEFAULTS, dense_crf
-
-from benchutil import DEVICES, synchronized
 
 try:
     import pydensecrf.densecrf as dcrf
@@ -83,7 +82,9 @@ def run_pydensecrf(image, unary):
     d.setUnaryEnergy(unary)
     d.addPairwiseGaussian(sxy=CRF_DEFAULTS["pos_xy_std"], compat=CRF_DEFAULTS["pos_w"])
     d.addPairwiseBilateral(
-        sxy=CRF_DEFAULTS["bi_xy_std"], srgb=CRF_DEFAULTS["bi_rgb_std"], rgbim=image,
+        sxy=CRF_DEFAULTS["bi_xy_std"],
+        srgb=CRF_DEFAULTS["bi_rgb_std"],
+        rgbim=image,
         compat=CRF_DEFAULTS["bi_w"],
     )
     return np.array(d.inference(ITERATIONS))
@@ -170,16 +171,20 @@ def test_simplecrf(benchmark, scale):
     # SimpleCRF's input: probabilities [H, W, L]; its energies are -log(clamp(p, 0.01, 0.99)).
     prob = np.exp(-unary)
     prob_hwl = np.ascontiguousarray(prob.T.reshape(h, w, LABELS), dtype=np.float32)
-    param = (CRF_DEFAULTS["bi_w"], CRF_DEFAULTS["bi_xy_std"], CRF_DEFAULTS["bi_rgb_std"],
-             CRF_DEFAULTS["pos_w"], CRF_DEFAULTS["pos_xy_std"], float(ITERATIONS))
+    param = (
+        CRF_DEFAULTS["bi_w"],
+        CRF_DEFAULTS["bi_xy_std"],
+        CRF_DEFAULTS["bi_rgb_std"],
+        CRF_DEFAULTS["pos_w"],
+        CRF_DEFAULTS["pos_xy_std"],
+        float(ITERATIONS),
+    )
     labels = time_reference(benchmark, "simplecrf", h, w, simplecrf.densecrf, image, prob_hwl, param)
     clamped = (-np.log(np.clip(prob, 0.01, 0.99))).astype(np.float32)
     u = torch.from_numpy(clamped).reshape(1, LABELS, h, w)
     im = torch.from_numpy(image).permute(2, 0, 1)[None].contiguous()
     ours = emseg_crf(u, im)[0].reshape(LABELS, h * w).argmax(0).numpy()
     assert (np.asarray(labels).reshape(-1) == ours).mean() >= 0.995
-
-
 
 
 def emseg_inputs(device: str, scale: int):
@@ -200,7 +205,9 @@ def time_emseg(benchmark, device, group: str, shape, fn):
     benchmark.group = group
     benchmark.extra_info.update(
         device=device if device == "cpu" else torch.cuda.get_device_name(),
-        shape=shape, threads=torch.get_num_threads(), impl=f"emseg-{device}",
+        shape=shape,
+        threads=torch.get_num_threads(),
+        impl=f"emseg-{device}",
     )
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()

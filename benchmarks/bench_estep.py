@@ -15,10 +15,9 @@ import functools
 import numpy as np
 import pytest
 import torch
+from benchutil import describe, requires_cuda, synchronized  # also puts tests/ on sys.path
 
 from emseg import ops
-
-from benchutil import describe, requires_cuda, synchronized  # also puts tests/ on sys.path
 
 import reference_estep as ref  # isort: skip
 
@@ -164,8 +163,7 @@ def test_bench(benchmark, op, size, impl):
     benchmark.group = f"{op} N={BATCH} C={CLASSES} {size}x{size}"
     device = "cuda" if impl == "emseg-cuda" else "cpu"
     images = reference_images(op, size) if impl == "numpy-reference" else BATCH
-    describe(benchmark, op, impl, device, batch=images, classes=CLASSES, height=size, width=size,
-             images=images)
+    describe(benchmark, op, impl, device, batch=images, classes=CLASSES, height=size, width=size, images=images)
     if impl == "numpy-reference":
         fn = reference_impl(op, size)
         slow = op == "em_adapt"

@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import functools
 
+import benchutil  # noqa: F401  (puts tests/ on sys.path)
 import numpy as np
 import pytest
-
-import benchutil  # noqa: F401  (puts tests/ on sys.path)
-
 from test_crf import sample_image, unary_for
 from test_pydensecrf import MIN_AGREEMENT, client, gray_image, pdcrf, softmax_probs
 
 pytestmark = pytest.mark.skipif(pdcrf is None, reason="pydensecrf2 is not installed")
+
 
 @functools.lru_cache(maxsize=None)
 def deeplab_inputs():

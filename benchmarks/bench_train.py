@@ -19,25 +19,26 @@ import functools
 
 import pytest
 import torch
+from benchutil import DEVICES, describe, synchronized
 
 from emseg.config import config_from_args
 from emseg.data import VOCSegmentation, collate, make_synthetic_voc
 from emseg.data.image_labels import ImageLabelSet
 from emseg.data.transforms import IMAGENET_MEAN, TrainTransform
+from emseg.distributed import DistInfo
 from emseg.estep import IGNORE_INDEX, get_mode, make_targets
 from emseg.models import build_model
 from emseg.pretrain import PretrainConfig, pretrain
 from emseg.train import segmentation_loss
-from emseg.distributed import DistInfo
-
-from benchutil import DEVICES, describe, synchronized
 
 MODES = ["full", "em-fixed", "em-adapt", "bbox-em-fixed"]  # online targets; bbox-rect / bbox-seg train like full
 
 
 @functools.lru_cache(maxsize=1)
 def data_root(tmp_root: str) -> str:
-    return str(make_synthetic_voc(tmp_root, num_train=16, num_val=2, num_pretrain=32, image_size=64, seed=0, progress=False))
+    return str(
+        make_synthetic_voc(tmp_root, num_train=16, num_val=2, num_pretrain=32, image_size=64, seed=0, progress=False)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +47,12 @@ def root(tmp_path_factory):
 
 
 def batch_for(root: str, mode: str) -> dict:
-    ds = VOCSegmentation(root, "train_aug", transform=TrainTransform(64, scale_range=(0.75, 1.25)),
-                         strong_ids=None if get_mode(mode).fully_supervised else ())
+    ds = VOCSegmentation(
+        root,
+        "train_aug",
+        transform=TrainTransform(64, scale_range=(0.75, 1.25)),
+        strong_ids=None if get_mode(mode).fully_supervised else (),
+    )
     torch.manual_seed(0)
     return collate([ds[i] for i in range(8)])
 

@@ -12,18 +12,18 @@ import argparse
 import statistics
 import time
 
+import bench_crf
 import numpy as np
 import torch
-
-import bench_crf
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=8, help="timed calls of each (after one warm-up)")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads for emseg")
-    parser.add_argument("--scales", type=int, nargs="+", default=bench_crf.SCALES,
-                        help="pixel counts as multiples of 500x375")
+    parser.add_argument(
+        "--scales", type=int, nargs="+", default=bench_crf.SCALES, help="pixel counts as multiples of 500x375"
+    )
     args = parser.parse_args(argv)
     if bench_crf.dcrf is None:
         raise SystemExit("pydensecrf2 is not installed (pip install pydensecrf2)")

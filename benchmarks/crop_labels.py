@@ -25,7 +25,9 @@ from emseg.data import TrainTransform, VOCSegmentation
 from emseg.estep import IGNORE_INDEX
 
 
-def rule_errors(root: str, split: str, transform: TrainTransform, boxes: bool, crops: int, seed: int = 0) -> tuple[float, float, int]:
+def rule_errors(
+    root: str, split: str, transform: TrainTransform, boxes: bool, crops: int, seed: int = 0
+) -> tuple[float, float, int]:
     """(false-label share, dropped-label share, foreground labels kept) over ``crops`` crops."""
     ds = VOCSegmentation(root, split, transform=transform, boxes=boxes)
     gen = torch.Generator().manual_seed(seed)
@@ -53,10 +55,18 @@ def main() -> None:
     p.add_argument("--crops", type=int, default=2000)
     a, rest = p.parse_known_args()
     cfg = config_from_args(["--data-root", a.root, *rest])
-    transform = TrainTransform(cfg.crop_size, scale_range=(cfg.scale_min * cfg.input_scale, cfg.scale_max * cfg.input_scale),
-                               flip=True, mean=cfg.mean, std=cfg.std, ignore_index=IGNORE_INDEX)
-    print(f"{a.root} ({cfg.train_split}): crop {cfg.crop_size}, scale {cfg.scale_min * cfg.input_scale:.3g}-"
-          f"{cfg.scale_max * cfg.input_scale:.3g}, {a.crops} crops")
+    transform = TrainTransform(
+        cfg.crop_size,
+        scale_range=(cfg.scale_min * cfg.input_scale, cfg.scale_max * cfg.input_scale),
+        flip=True,
+        mean=cfg.mean,
+        std=cfg.std,
+        ignore_index=IGNORE_INDEX,
+    )
+    print(
+        f"{a.root} ({cfg.train_split}): crop {cfg.crop_size}, scale {cfg.scale_min * cfg.input_scale:.3g}-"
+        f"{cfg.scale_max * cfg.input_scale:.3g}, {a.crops} crops"
+    )
     print("| rule | false labels (class not in view) | dropped labels (class in view) |")
     print("|---|---|---|")
     for name, boxes in (("keep-all (image-label modes)", False), ("boxes, half the area in view (box modes)", True)):

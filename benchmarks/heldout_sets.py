@@ -59,14 +59,14 @@ _CLASS_COUNT_P = (0.6, 0.3, 0.1)
 
 # ---- photographs that neither emseg generator uses -------------------------------------------
 
+
 def _photos() -> list[np.ndarray]:
     import matplotlib
     import skimage.data
 
-    out = [skimage.data.immunohistochemistry(), skimage.data.page(), skimage.data.cell(),
-           skimage.data.microaneurysms()]
+    out = [skimage.data.immunohistochemistry(), skimage.data.page(), skimage.data.cell(), skimage.data.microaneurysms()]
     faces = skimage.data.lfw_subset()[:64]  # 64 grey faces of 25x25, tiled
-    out.append((np.vstack([np.hstack(list(faces[r * 8:(r + 1) * 8])) for r in range(8)]) * 255).astype(np.uint8))
+    out.append((np.vstack([np.hstack(list(faces[r * 8 : (r + 1) * 8])) for r in range(8)]) * 255).astype(np.uint8))
     sample = Path(matplotlib.get_data_path()) / "sample_data"
     out.append(cv2.cvtColor(cv2.imread(str(sample / "grace_hopper.jpg")), cv2.COLOR_BGR2RGB))
     with np.load(sample / "jacksboro_fault_dem.npz") as dem:
@@ -81,12 +81,13 @@ def _photos() -> list[np.ndarray]:
 
 # ---- textures ---------------------------------------------------------------------------------
 
+
 def _value_noise(rng: np.random.Generator, h: int, w: int, octaves: int, base: int) -> np.ndarray:
     total = np.zeros((h, w), np.float32)
     for o in range(octaves):
-        cells = base * 2 ** o
+        cells = base * 2**o
         grid = rng.random((cells + 1, cells + 1)).astype(np.float32)
-        total += cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC) / 2 ** o
+        total += cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC) / 2**o
     total -= total.min()
     return total / max(float(total.max()), 1e-6)
 
@@ -118,8 +119,15 @@ def class_recipes(rng: np.random.Generator, count: int, photos: int) -> list[Rec
         hsv = np.array([[[hues[k], rng.uniform(120, 255), rng.uniform(120, 230)]]], np.uint8)
         c1 = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(float)
         c2 = np.clip(c1 * rng.uniform(0.3, 0.6) + rng.uniform(0, 60, 3), 0, 255)
-        out.append(Recipe(kinds[k % len(kinds)], (tuple(c1), tuple(c2)), rng.uniform(0.6, 1.6),
-                          rng.uniform(0, math.pi), int(rng.integers(photos))))
+        out.append(
+            Recipe(
+                kinds[k % len(kinds)],
+                (tuple(c1), tuple(c2)),
+                rng.uniform(0.6, 1.6),
+                rng.uniform(0, math.pi),
+                int(rng.integers(photos)),
+            )
+        )
     return out
 
 
@@ -131,7 +139,7 @@ def texture(rng: np.random.Generator, recipe: Recipe, h: int, w: int, photos: li
         scale = max(scale, h / src.shape[0], w / src.shape[1])
         big = cv2.resize(src, (max(w, round(src.shape[1] * scale)), max(h, round(src.shape[0] * scale))))
         y0, x0 = rng.integers(0, big.shape[0] - h + 1), rng.integers(0, big.shape[1] - w + 1)
-        grey = big[y0:y0 + h, x0:x0 + w].mean(-1) / 255.0
+        grey = big[y0 : y0 + h, x0 : x0 + w].mean(-1) / 255.0
         t = grey[..., None]
     else:
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -143,10 +151,10 @@ def texture(rng: np.random.Generator, recipe: Recipe, h: int, w: int, photos: li
             period = 6.0 * recipe.scale
             t = 0.5 + 0.5 * np.sin(2 * math.pi * u / period + 2.0 * _value_noise(rng, h, w, 2, 3))
         elif recipe.kind == "voronoi":
-            t = _voronoi(rng, h, w, max(8, int(h * w / (90 * recipe.scale ** 2))))
+            t = _voronoi(rng, h, w, max(8, int(h * w / (90 * recipe.scale**2))))
         else:  # spots
             t = np.zeros((h, w), np.float32)
-            for _ in range(int(h * w / (60 * recipe.scale ** 2))):
+            for _ in range(int(h * w / (60 * recipe.scale**2))):
                 cv2.circle(t, (int(rng.integers(w)), int(rng.integers(h))), max(1, int(2 * recipe.scale)), 1.0, -1)
         t = t[..., None]
     out = c2 + (c1 - c2) * t
@@ -154,6 +162,7 @@ def texture(rng: np.random.Generator, recipe: Recipe, h: int, w: int, photos: li
 
 
 # ---- shapes -----------------------------------------------------------------------------------
+
 
 def shape_mask(rng: np.random.Generator, h: int, w: int, share: float) -> np.ndarray:
     """A creature (2-4 ellipses), a superellipse or a capsule covering about ``share`` of the image."""
@@ -170,8 +179,16 @@ def shape_mask(rng: np.random.Generator, h: int, w: int, share: float) -> np.nda
             t = rng.uniform(0, 2 * math.pi)
             px, py = cx + body * 1.3 * math.cos(t), cy + body * 1.1 * math.sin(t)
             r = body * rng.uniform(0.35, 0.6)
-            cv2.ellipse(canvas, (int(px), int(py)), (max(1, int(r)), max(1, int(r * rng.uniform(0.5, 1)))),
-                        rng.uniform(0, 180), 0, 360, 1, -1)
+            cv2.ellipse(
+                canvas,
+                (int(px), int(py)),
+                (max(1, int(r)), max(1, int(r * rng.uniform(0.5, 1)))),
+                rng.uniform(0, 180),
+                0,
+                360,
+                1,
+                -1,
+            )
     elif kind == 1:
         n = rng.uniform(0.6, 4.0)
         t = np.linspace(0, 2 * math.pi, 120, endpoint=False)
@@ -193,8 +210,13 @@ def shape_mask(rng: np.random.Generator, h: int, w: int, share: float) -> np.nda
 
 
 def background(rng: np.random.Generator, h: int, w: int, photos: list[np.ndarray]) -> np.ndarray:
-    sky = np.asarray(cv2.cvtColor(np.array([[[rng.uniform(0, 180), rng.uniform(20, 120), rng.uniform(150, 250)]]],
-                                            np.uint8), cv2.COLOR_HSV2RGB)[0, 0], np.float32)
+    sky = np.asarray(
+        cv2.cvtColor(
+            np.array([[[rng.uniform(0, 180), rng.uniform(20, 120), rng.uniform(150, 250)]]], np.uint8),
+            cv2.COLOR_HSV2RGB,
+        )[0, 0],
+        np.float32,
+    )
     ground = rng.uniform(40, 200, 3).astype(np.float32)
     horizon = rng.uniform(0.3, 0.7) * h
     yy = np.mgrid[0:h, 0:w][0].astype(np.float32)
@@ -202,13 +224,19 @@ def background(rng: np.random.Generator, h: int, w: int, photos: list[np.ndarray
     image = image + (_value_noise(rng, h, w, 4, 3)[..., None] - 0.5) * rng.uniform(30, 90)
     for _ in range(int(rng.integers(2, 6))):  # distractors: background, in textures of no class
         mask = shape_mask(rng, h, w, rng.uniform(0.01, 0.08))
-        recipe = Recipe(str(rng.choice(["noise", "stripes", "photo"])), (tuple(rng.uniform(30, 230, 3)),
-                        tuple(rng.uniform(30, 230, 3))), rng.uniform(0.5, 2), rng.uniform(0, 3), int(rng.integers(len(photos))))
+        recipe = Recipe(
+            str(rng.choice(["noise", "stripes", "photo"])),
+            (tuple(rng.uniform(30, 230, 3)), tuple(rng.uniform(30, 230, 3))),
+            rng.uniform(0.5, 2),
+            rng.uniform(0, 3),
+            int(rng.integers(len(photos))),
+        )
         image = np.where(mask[..., None], texture(rng, recipe, h, w, photos), image)
     return image
 
 
 # ---- images and the set -------------------------------------------------------------------------
+
 
 def render(rng: np.random.Generator, spec: HeldOutSpec, recipes: list[Recipe], photos: list[np.ndarray]):
     h, w = spec.sizes[int(rng.integers(len(spec.sizes)))]
@@ -236,11 +264,17 @@ def render(rng: np.random.Generator, spec: HeldOutSpec, recipes: list[Recipe], p
     for k, cls in enumerate(classes):
         ys, xs = np.nonzero(instance == k)
         if ys.size:
-            objects.append(VOCObject(VOC_CLASSES[cls], (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))))
+            objects.append(
+                VOCObject(
+                    VOC_CLASSES[cls], (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+                )
+            )
     return np.clip(np.round(image), 0, 255).astype(np.uint8), mask, objects
 
 
-def make_heldout_voc(root: str | os.PathLike, name: str, num_train: int = 400, num_val: int = 120, seed: int = 0) -> Path:
+def make_heldout_voc(
+    root: str | os.PathLike, name: str, num_train: int = 400, num_val: int = 120, seed: int = 0
+) -> Path:
     """Write held-out set ``name`` (:data:`SETS`) under ``root``; a complete one is reused."""
     spec = SETS[name]
     root = Path(root)
@@ -257,11 +291,19 @@ def make_heldout_voc(root: str | os.PathLike, name: str, num_train: int = 400, n
     for split_index, (split, count) in enumerate((("train", num_train), ("val", num_val))):
         ids = [f"{name}_{split}_{i:05d}" for i in range(count)]
         for i, image_id in enumerate(ids):
-            image, mask, objects = render(np.random.default_rng([seed, set_index, split_index, i]), spec, recipes, photos)
+            image, mask, objects = render(
+                np.random.default_rng([seed, set_index, split_index, i]), spec, recipes, photos
+            )
             cv2.imwrite(str(root / "JPEGImages" / f"{image_id}.jpg"), image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
             write_mask_png(root / "SegmentationClass" / f"{image_id}.png", mask)
-            write_voc_xml(root / "Annotations" / f"{image_id}.xml", f"{image_id}.jpg", image.shape[1], image.shape[0],
-                          objects, folder="heldout")
+            write_voc_xml(
+                root / "Annotations" / f"{image_id}.xml",
+                f"{image_id}.jpg",
+                image.shape[1],
+                image.shape[0],
+                objects,
+                folder="heldout",
+            )
         (root / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
     marker.write_text(json.dumps(params))
     return root

@@ -54,8 +54,16 @@ def common_flags(args: argparse.Namespace, out: Path, seed: int) -> list[str]:
         data = ["--data-root", args.data_root, "--train-split", args.train_split, "--val-split", args.val_split]
     else:
         data = ["--synthetic-dir", str(out / f"data-seed{seed}"), "--val-split", args.val_split]
-    return [*data, "--seed", str(seed), "--no-progress",
-            "--label-cache", str(out / "label-cache"), "--pretrain-cache", str(out / "pretrain-cache")]
+    return [
+        *data,
+        "--seed",
+        str(seed),
+        "--no-progress",
+        "--label-cache",
+        str(out / "label-cache"),
+        "--pretrain-cache",
+        str(out / "pretrain-cache"),
+    ]
 
 
 def run(argv: list[str], log: Path, env: dict) -> int:
@@ -69,9 +77,15 @@ def run(argv: list[str], log: Path, env: dict) -> int:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=None, help="folder for the runs and results-NAME.json (default runs/table-NAME)")
-    p.add_argument("--data-root", default=None, help="a VOC-layout set (default: the built-in synthetic set of each seed)")
+    p.add_argument(
+        "--data-root", default=None, help="a VOC-layout set (default: the built-in synthetic set of each seed)"
+    )
     p.add_argument("--train-split", default="train_aug", help="with --data-root: the training list")
-    p.add_argument("--val-split", default=None, help="the split reported on (default: test on the built-in set, val with --data-root)")
+    p.add_argument(
+        "--val-split",
+        default=None,
+        help="the split reported on (default: test on the built-in set, val with --data-root)",
+    )
     p.add_argument("--name", default=None, help="the table's name (default: builtin, or the data root's folder name)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of every setting")
     p.add_argument("--only", nargs="*", default=None, help="run names to run (default: all)")
@@ -88,8 +102,11 @@ def main() -> None:
     settings = [s for s in SETTINGS if not args.only or s[1] in args.only]
     for seed in args.seeds:  # one pretrained start per seed, before its runs share it
         t0 = time.time()
-        if run([sys.executable, "-m", "emseg.pretrain", *common_flags(args, out, seed), *args.extra],
-               out / f"pretrain-seed{seed}.log", env):
+        if run(
+            [sys.executable, "-m", "emseg.pretrain", *common_flags(args, out, seed), *args.extra],
+            out / f"pretrain-seed{seed}.log",
+            env,
+        ):
             sys.exit(1)
         print(f"== pretrained start, seed {seed}: {time.time() - t0:.0f} s", flush=True)
 
@@ -100,8 +117,20 @@ def main() -> None:
             return
         t0 = time.time()
         # a run without summary.json did not finish: it is made again (--overwrite replaces what it left)
-        argv = [sys.executable, "-m", "emseg.train", *common_flags(args, out, seed), "--output-dir", str(run_dir),
-                "--overwrite", "--num-pictures", "4", "--eval-crf", *flags, *args.extra]
+        argv = [
+            sys.executable,
+            "-m",
+            "emseg.train",
+            *common_flags(args, out, seed),
+            "--output-dir",
+            str(run_dir),
+            "--overwrite",
+            "--num-pictures",
+            "4",
+            "--eval-crf",
+            *flags,
+            *args.extra,
+        ]
         if run(argv, out / f"{run_name}-seed{seed}.log", env) == 0:
             print(f"== {run_name} seed {seed}: {time.time() - t0:.0f} s", flush=True)
 
@@ -140,10 +169,12 @@ def markdown(results: dict, seeds: list[int]) -> str:
         for x in r["runs"]:
             if "--init" not in r["flags"] and x.get("start_miou") is not None:
                 starts.setdefault(x["seed"], x["start_miou"])
-    lines = ["| setting | mIoU % | with CRF | - start (mean; min) | x start | x full | seeds |",
-             "|---|---|---|---|---|---|---|",
-             f"| the start (pretrained, before any step) | {mean_std(list(starts.values()))} | | | | "
-             f"{ratio([(starts[s], full[s]) for s in starts if s in full])} | {len(starts)}/{len(seeds)} |"]
+    lines = [
+        "| setting | mIoU % | with CRF | - start (mean; min) | x start | x full | seeds |",
+        "|---|---|---|---|---|---|---|",
+        f"| the start (pretrained, before any step) | {mean_std(list(starts.values()))} | | | | "
+        f"{ratio([(starts[s], full[s]) for s in starts if s in full])} | {len(starts)}/{len(seeds)} |",
+    ]
     for r in results.values():
         runs = r["runs"]
         crf = [x["miou_crf"] for x in runs if x.get("miou_crf") is not None]
@@ -154,8 +185,10 @@ def markdown(results: dict, seeds: list[int]) -> str:
             gain_text = f"{100 * statistics.mean(gain):+.1f}; {100 * min(gain):+.1f}"
             x_start = ratio([(x["miou"], starts[x["seed"]]) for x in runs if x["seed"] in starts])
         x_full = ratio([(x["miou"], full[x["seed"]]) for x in runs if x["seed"] in full])
-        lines.append(f"| {r['label']} | {mean_std([x['miou'] for x in runs])} | {mean_std(crf)} | {gain_text} | "
-                     f"{x_start} | {x_full} | {len(runs)}/{len(seeds)} |")
+        lines.append(
+            f"| {r['label']} | {mean_std([x['miou'] for x in runs])} | {mean_std(crf)} | {gain_text} | "
+            f"{x_start} | {x_full} | {len(runs)}/{len(seeds)} |"
+        )
     return "\n".join(lines)
 
 

@@ -6,8 +6,10 @@ Importing the package loads the native extension ``emseg._C``, which registers t
 
 import torch
 
-from . import _C  # noqa: F401  (loading the module runs the operator registrations)
-from . import ops
+from . import (
+    _C,  # noqa: F401  (loading the module runs the operator registrations)
+    ops,
+)
 
 __version__ = "0.1.0"
 
@@ -15,9 +17,7 @@ __version__ = "0.1.0"
 def op_names() -> list[str]:
     """Names of all operators in the ``torch.ops.emseg`` namespace."""
     return sorted(
-        name.split("::", 1)[1]
-        for name in torch._C._dispatch_get_all_op_names()
-        if name.startswith("emseg::")
+        name.split("::", 1)[1] for name in torch._C._dispatch_get_all_op_names() if name.startswith("emseg::")
     )
 
 

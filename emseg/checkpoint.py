@@ -64,13 +64,16 @@ def check_state_fits(model: nn.Module, state: Any, path: str | os.PathLike, skip
     wrong = [k for k in kept if k not in own or k not in state or own[k].shape != state[k].shape]
     if wrong:
         missing = sum(k not in state for k in wrong)
-        raise ValueError(f"{path}: the pretrained network does not fit this model ({', '.join(wrong[:4])}"
-                         f"{f'; {missing} of its tensors missing' if missing else ''}); it was made for another "
-                         "--model, --width, context or class list")
+        raise ValueError(
+            f"{path}: the pretrained network does not fit this model ({', '.join(wrong[:4])}"
+            f"{f'; {missing} of its tensors missing' if missing else ''}); it was made for another "
+            "--model, --width, context or class list"
+        )
 
 
-def cached_entry(path: Path, config: dict, fits: nn.Module, flag: str,
-                 make: Callable[[], dict[str, Any]] | None) -> tuple[dict[str, Any] | None, bool]:
+def cached_entry(
+    path: Path, config: dict, fits: nn.Module, flag: str, make: Callable[[], dict[str, Any]] | None
+) -> tuple[dict[str, Any] | None, bool]:
     """A cache entry (a checkpoint made from ``config``, holding a network for ``fits``): the one at
     ``path`` when it is readable and right, else made by ``make()`` and saved there; ``(entry,
     made)``. An unreadable or wrong entry is reported and made again. One process makes an entry at
@@ -131,9 +134,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
     """Restore the states saved by :func:`rng_state`."""
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
-    np.random.set_state(
-        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"])
-    )
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
     p = state["python"]
     random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
     if "cuda" in state and torch.cuda.is_available():
@@ -145,7 +146,13 @@ def load_model_from_checkpoint(path: str | os.PathLike, device: torch.device) ->
     checkpoint's ``num_classes`` and ``class_names`` (None when it predates them) added."""
     ckpt = load_checkpoint(path, required=MODEL_KEYS)
     args = ckpt["args"]
-    model = build_model(args["model"], ckpt["num_classes"], width=args["width"], dropout=args.get("dropout"),
-                        context=args.get("context"), input_scale=args.get("input_scale") or 1.0)
+    model = build_model(
+        args["model"],
+        ckpt["num_classes"],
+        width=args["width"],
+        dropout=args.get("dropout"),
+        context=args.get("context"),
+        input_scale=args.get("input_scale") or 1.0,
+    )
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), {**args, "num_classes": ckpt["num_classes"], "class_names": ckpt.get("class_names")}

@@ -102,9 +102,7 @@ class DenseCRF(nn.Module):
         self.register_buffer("bi_w", torch.tensor(float(bi_w)))
         self.register_buffer("bi_xy_std", torch.tensor(float(bi_xy_std)))
         self.register_buffer("bi_rgb_std", torch.tensor(float(bi_rgb_std)))
-        self.register_buffer(
-            "compat", None if compat is None else torch.as_tensor(compat, dtype=torch.float32)
-        )
+        self.register_buffer("compat", None if compat is None else torch.as_tensor(compat, dtype=torch.float32))
         self.iterations = int(iterations)
         self.unary_kind = unary_kind
 

@@ -80,9 +80,7 @@ def upsample_scores(scores: Tensor, size: tuple[int, int], stride: int) -> Tenso
     on image pixel ``(stride*i, stride*j)``; rows/columns past the last cell repeat the edge."""
     h, w = scores.shape[-2:]
     H, W = size
-    up = F.interpolate(
-        scores, size=(stride * (h - 1) + 1, stride * (w - 1) + 1), mode="bilinear", align_corners=True
-    )
+    up = F.interpolate(scores, size=(stride * (h - 1) + 1, stride * (w - 1) + 1), mode="bilinear", align_corners=True)
     up = up[..., :H, :W]
     pad_h, pad_w = H - up.shape[-2], W - up.shape[-1]
     if pad_h > 0 or pad_w > 0:
@@ -140,8 +138,13 @@ def estep_em_adapt(scores: Tensor, batch: dict, cfg: EStepConfig, stride: int) -
     for i in range(scores.shape[0]):
         cells = scores[i][:, valid[i]]
         if cells.shape[1]:
-            row, bias = ops.em_adapt(cells[None, :, None].contiguous(), batch["labels"][i : i + 1], cfg.fg_portion,
-                                     cfg.bg_portion, cfg.max_iter)
+            row, bias = ops.em_adapt(
+                cells[None, :, None].contiguous(),
+                batch["labels"][i : i + 1],
+                cfg.fg_portion,
+                cfg.bg_portion,
+                cfg.max_iter,
+            )
             labels[i][valid[i]] = row.view(-1)
             biases[i] = bias[0].clamp(min=DISALLOWED)
     return labels, biases[..., None, None]
@@ -272,11 +275,32 @@ MODES: dict[str, Mode] = {
     for m in (
         Mode("full", "mask", summary="pixel-level masks for every image (the upper bound)"),
         Mode("em-fixed", "labels", online=estep_em_fixed, summary="EM-Fixed: fixed bg/fg biases on present classes"),
-        Mode("em-adapt", "labels", online=estep_em_adapt, summary="EM-Adapt: adaptive biases, minimum share per present class"),
-        Mode("bbox-rect", "boxes", fixed=fixed_bbox_rect, summary="Bbox-Rect: box interiors as labels, fixed before training"),
-        Mode("bbox-seg", "boxes", fixed=fixed_bbox_seg, needs_crf=True,
-             fixed_params=("center_portion", "seg_box_prob"), summary="Bbox-Seg: CRF segmentation of each box, fixed before training"),
-        Mode("bbox-em-fixed", "boxes", online=estep_bbox_em_fixed, summary="Bbox-EM-Fixed: EM-Fixed boosting classes inside their boxes"),
+        Mode(
+            "em-adapt",
+            "labels",
+            online=estep_em_adapt,
+            summary="EM-Adapt: adaptive biases, minimum share per present class",
+        ),
+        Mode(
+            "bbox-rect",
+            "boxes",
+            fixed=fixed_bbox_rect,
+            summary="Bbox-Rect: box interiors as labels, fixed before training",
+        ),
+        Mode(
+            "bbox-seg",
+            "boxes",
+            fixed=fixed_bbox_seg,
+            needs_crf=True,
+            fixed_params=("center_portion", "seg_box_prob"),
+            summary="Bbox-Seg: CRF segmentation of each box, fixed before training",
+        ),
+        Mode(
+            "bbox-em-fixed",
+            "boxes",
+            online=estep_bbox_em_fixed,
+            summary="Bbox-EM-Fixed: EM-Fixed boosting classes inside their boxes",
+        ),
     )
 }
 

@@ -19,8 +19,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .cli import add_crf_args, bars_wanted, check_finite_flags, crf_for_checkpoint, resolve_device, run as run_cli
 from .checkpoint import load_model_from_checkpoint
+from .cli import add_crf_args, bars_wanted, check_finite_flags, crf_for_checkpoint, resolve_device
+from .cli import run as run_cli
 from .crf import CRF
 from .data import EvalTransform, VOCSegmentation, collate
 from .inference import crf_refine, predict_batch
@@ -52,7 +53,9 @@ def evaluate(
         if cm_crf is not None:
             for rows, h, w in crf_groups(batch["size"] if "size" in batch else None, tuple(target.shape[-2:])):
                 # images of another size than the batch's are refined on their own pixels, not the padding
-                refined = crf_refine(crf, logits[rows, :, :h, :w].cpu(), batch["image_uint8"][rows, :, :h, :w].contiguous())
+                refined = crf_refine(
+                    crf, logits[rows, :, :h, :w].cpu(), batch["image_uint8"][rows, :, :h, :w].contiguous()
+                )
                 cm_crf.update(target[rows, :h, :w], refined)
     cm.reduce_from_all_processes()
     if cm_crf is not None:
@@ -71,10 +74,14 @@ def crf_groups(sizes: torch.Tensor | None, padded: tuple[int, int]) -> list[tupl
 def check_classes(checkpoint: str, train_args: dict, names: list[str], root) -> None:
     """The checkpoint's network must predict the classes of the data it is evaluated on."""
     want = train_args.get("class_names") or None
-    if train_args["num_classes"] != len(names) or (want is not None and [n.lower() for n in want] != [n.lower() for n in names]):
+    if train_args["num_classes"] != len(names) or (
+        want is not None and [n.lower() for n in want] != [n.lower() for n in names]
+    ):
         shown = ", ".join(want) if want else f"{train_args['num_classes']} classes"
-        raise ValueError(f"--checkpoint {checkpoint}: its network predicts {train_args['num_classes']} classes ({shown}) "
-                         f"but {root} has {len(names)} ({', '.join(names)}); evaluate on the data it was trained for")
+        raise ValueError(
+            f"--checkpoint {checkpoint}: its network predicts {train_args['num_classes']} classes ({shown}) "
+            f"but {root} has {len(names)} ({', '.join(names)}); evaluate on the data it was trained for"
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,7 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
         "classes of the data set's classes.txt), with the per-class IoU table.",
     )
     p.add_argument("--checkpoint", required=True, help="checkpoint written by python -m emseg.train")
-    p.add_argument("--data-root", default=None, help="VOC-layout root; default: the one the checkpoint was trained with")
+    p.add_argument(
+        "--data-root", default=None, help="VOC-layout root; default: the one the checkpoint was trained with"
+    )
     p.add_argument("--split", default=None, help="image list name or file; default: the training run's --val-split")
     p.add_argument("--batch-size", type=int, default=1, help="images per batch (>1 only when all images have one size)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
@@ -111,7 +120,9 @@ def main(argv: list[str] | None = None) -> dict:
     model, train_args = load_model_from_checkpoint(args.checkpoint, device)
     root = args.data_root or train_args["data_root_resolved"]
     split = args.split or train_args["val_split"]
-    ds = VOCSegmentation(root, split, transform=EvalTransform(tuple(train_args["mean"]), tuple(train_args["std"])), boxes=False)
+    ds = VOCSegmentation(
+        root, split, transform=EvalTransform(tuple(train_args["mean"]), tuple(train_args["std"])), boxes=False
+    )
     if args.limit is not None:
         ds = torch.utils.data.Subset(ds, range(min(args.limit, len(ds))))
     loader = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate)

@@ -32,8 +32,13 @@ def predict_batch(model: nn.Module, image: Tensor, amp: bool = False) -> Tensor:
     size = tuple(image.shape[-2:])
     x = image
     if scale != 1.0:
-        x = F.interpolate(image, size=(max(1, round(size[0] * scale)), max(1, round(size[1] * scale))),
-                          mode="bilinear", align_corners=False, antialias=scale < 1.0)
+        x = F.interpolate(
+            image,
+            size=(max(1, round(size[0] * scale)), max(1, round(size[1] * scale))),
+            mode="bilinear",
+            align_corners=False,
+            antialias=scale < 1.0,
+        )
     with torch.autocast(image.device.type, dtype=torch.float16, enabled=amp and image.device.type == "cuda"):
         scores = model(x)
     up = upsample_scores(scores.float(), tuple(x.shape[-2:]), stride)

@@ -29,8 +29,10 @@ class ConfusionMatrix:
         lo, hi = (int(v) for v in torch.aminmax(pred)) if pred.numel() else (0, 0)
         if lo < 0 or hi >= n:
             bad = hi if hi >= n else lo
-            raise ValueError(f"a prediction is class {bad}, outside the {n} classes 0..{n - 1} of the confusion "
-                             "matrix: the network predicts other classes than the data set has")
+            raise ValueError(
+                f"a prediction is class {bad}, outside the {n} classes 0..{n - 1} of the confusion "
+                "matrix: the network predicts other classes than the data set has"
+            )
         idx = n * target[keep] + pred
         counts = torch.bincount(idx, minlength=n * n).reshape(n, n)
         self.mat += counts.to(self.mat.device)

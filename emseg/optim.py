@@ -38,12 +38,20 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float, classifier_lr
     spec = {"w": (1.0, weight_decay), "b": (2.0, 0.0), "cw": (m, weight_decay), "cb": (2.0 * m, 0.0)}
     return [
         {"params": ps, "lr": lr * spec[k][0], "weight_decay": spec[k][1], "lr_mult": spec[k][0], "name": k}
-        for k, ps in groups.items() if ps
+        for k, ps in groups.items()
+        if ps
     ]
 
 
-def lr_factor(it: int, iterations: int, policy: str, warmup: int = 0, lr_step: int = 1000,
-              lr_gamma: float = 0.1, poly_power: float = 0.9) -> float:
+def lr_factor(
+    it: int,
+    iterations: int,
+    policy: str,
+    warmup: int = 0,
+    lr_step: int = 1000,
+    lr_gamma: float = 0.1,
+    poly_power: float = 0.9,
+) -> float:
     """The learning rate of iteration ``it`` over the base one: the step or poly schedule, times a
     linear warm-up from ``1 / (warmup + 1)`` to 1 over the first ``warmup`` iterations."""
     if policy == "step":
@@ -60,17 +68,18 @@ class SpikeGuard:
 
     A loss above ``factor`` times the median of the last ``window`` accepted losses, and at least
     ``min_rise`` above it, is a spike: its step is skipped (the floor keeps a run whose loss has
-    fallen near zero from counting every small rise as a spike). A loss that is not finite, or ``patience`` spikes in a row, roll the run back
-    to the last :meth:`snapshot` with the learning rate halved (:attr:`lr_scale`); once
-    ``max_rollbacks`` roll-backs have not helped, the run stops. ``factor <= 0`` turns the spike test
-    off (non-finite losses still roll back).
+    fallen near zero from counting every small rise as a spike). A loss that is not finite, or
+    ``patience`` spikes in a row, roll the run back to the last :meth:`snapshot` with the learning
+    rate halved (:attr:`lr_scale`); once ``max_rollbacks`` roll-backs have not helped, the run
+    stops. ``factor <= 0`` turns the spike test off (non-finite losses still roll back).
 
     Its state (the window, the counts, the scale) is part of a checkpoint, and a snapshot is taken
     at every checkpoint, so a resumed run continues exactly.
     """
 
-    def __init__(self, factor: float = 5.0, window: int = 50, patience: int = 5, max_rollbacks: int = 3,
-                 min_rise: float = 0.05) -> None:
+    def __init__(
+        self, factor: float = 5.0, window: int = 50, patience: int = 5, max_rollbacks: int = 3, min_rise: float = 0.05
+    ) -> None:
         self.factor, self.patience, self.max_rollbacks, self.min_rise = factor, patience, max_rollbacks, min_rise
         self.window_size = window
         self.recent: deque[float] = deque(maxlen=window)
@@ -100,25 +109,32 @@ class SpikeGuard:
         self.skipped += 1
         if math.isfinite(loss) and self.in_a_row < self.patience:
             median = sorted(self.recent)[len(self.recent) // 2]
-            log.warning(f"it {it}: loss spike {loss:.4g} (median of the last {len(self.recent)}: {median:.4g}); "
-                        "step skipped")
+            log.warning(
+                f"it {it}: loss spike {loss:.4g} (median of the last {len(self.recent)}: {median:.4g}); step skipped"
+            )
             return "skip"
         what = "the loss is not finite" if not math.isfinite(loss) else f"{self.in_a_row} loss spikes in a row"
         if self.rollbacks >= self.max_rollbacks or self._snapshot is None:
-            raise FloatingPointError(f"{what} at iteration {it} after {self.rollbacks} roll-back(s) with a lower "
-                                     "learning rate; stopped (lower --lr, or raise --warmup)")
+            raise FloatingPointError(
+                f"{what} at iteration {it} after {self.rollbacks} roll-back(s) with a lower "
+                "learning rate; stopped (lower --lr, or raise --warmup)"
+            )
         self.rollbacks += 1
         self.lr_scale *= 0.5
         self.in_a_row = 0
         self.recent.clear()
-        log.warning(f"it {it}: {what}; rolled back to the last snapshot with the learning rate x{self.lr_scale:g} "
-                    f"(roll-back {self.rollbacks} of at most {self.max_rollbacks})")
+        log.warning(
+            f"it {it}: {what}; rolled back to the last snapshot with the learning rate x{self.lr_scale:g} "
+            f"(roll-back {self.rollbacks} of at most {self.max_rollbacks})"
+        )
         return "rollback"
 
     def snapshot(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         """Remember the weights and optimiser state a roll-back returns to (a copy on the CPU)."""
-        self._snapshot = ({k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()},
-                          copy.deepcopy(_to_cpu(optimizer.state_dict())))
+        self._snapshot = (
+            {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()},
+            copy.deepcopy(_to_cpu(optimizer.state_dict())),
+        )
 
     def restore(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         model_state, opt_state = self._snapshot
@@ -126,8 +142,13 @@ class SpikeGuard:
         optimizer.load_state_dict(opt_state)
 
     def state_dict(self) -> dict:
-        return {"recent": list(self.recent), "in_a_row": self.in_a_row, "rollbacks": self.rollbacks,
-                "skipped": self.skipped, "lr_scale": self.lr_scale}
+        return {
+            "recent": list(self.recent),
+            "in_a_row": self.in_a_row,
+            "rollbacks": self.rollbacks,
+            "skipped": self.skipped,
+            "lr_scale": self.lr_scale,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.recent = deque(state["recent"], maxlen=self.window_size)

@@ -64,16 +64,20 @@ def _claim(out: Path, numbered: bool, resume: str | None, overwrite: bool) -> Pa
         if not lock.acquired:
             if numbered:
                 continue
-            raise ValueError(f"--output-dir {folder}: another run (pid {lock.holder()}) is writing there; "
-                             "wait for it or choose another --output-dir")
+            raise ValueError(
+                f"--output-dir {folder}: another run (pid {lock.holder()}) is writing there; "
+                "wait for it or choose another --output-dir"
+            )
         continuing = resume is not None and Path(resume).resolve().parent == folder.resolve()
         held = None if continuing or overwrite else describe_run(folder)
         if held is not None:
             lock.release()
             if numbered:
                 continue
-            raise ValueError(f"--output-dir {folder} holds {held}: continue it with --resume "
-                             f"{folder / 'checkpoint.pth'}, replace it with --overwrite, or choose another --output-dir")
+            raise ValueError(
+                f"--output-dir {folder} holds {held}: continue it with --resume "
+                f"{folder / 'checkpoint.pth'}, replace it with --overwrite, or choose another --output-dir"
+            )
         if not continuing:  # a new run: what an earlier one left goes, links are unlinked, not followed
             for name in (*LOGS, *RESULTS):
                 remove_path(folder / name)
@@ -126,17 +130,21 @@ def check_resume_data(cfg: TrainConfig, ckpt: dict, fingerprint: str) -> None:
     the fingerprint holds names and sizes, not places)."""
     saved = ckpt.get("data")
     if saved and saved != fingerprint:
-        raise ValueError(f"--resume {cfg.resume}: the training data differ from the checkpoint's (split "
-                         f"{cfg.train_split!r} of {cfg.data_root_resolved}: other images, masks, annotations or "
-                         "classes); resume with the data the run was trained on")
+        raise ValueError(
+            f"--resume {cfg.resume}: the training data differ from the checkpoint's (split "
+            f"{cfg.train_split!r} of {cfg.data_root_resolved}: other images, masks, annotations or "
+            "classes); resume with the data the run was trained on"
+        )
 
 
 def stopped_at(signum: int, done: int, iterations: int, checkpoint: Path, world_size: int) -> Stopped:
     """What ends a run a stop signal interrupted, its message logged: the checkpoint and the
     command that continues from it."""
     stop = Stopped(signum)
-    message = (f"{stop} at iteration {done} of {iterations}; checkpoint: {checkpoint}; continue with: "
-               f"{resume_command(checkpoint, world_size)}")
+    message = (
+        f"{stop} at iteration {done} of {iterations}; checkpoint: {checkpoint}; continue with: "
+        f"{resume_command(checkpoint, world_size)}"
+    )
     log.info(message)
     return Stopped(signum, message)
 
@@ -152,5 +160,11 @@ def resume_command(checkpoint: Path, world_size: int = 1) -> str:
             continue
         flags.append(arg)
     prog = f"torchrun --nproc_per_node {world_size} -m emseg.train" if world_size > 1 else "python -m emseg.train"
-    return " ".join([prog, *(shlex.quote(a) if a != "<the same flags>" else a for a in flags),
-                     "--resume", shlex.quote(str(checkpoint))])
+    return " ".join(
+        [
+            prog,
+            *(shlex.quote(a) if a != "<the same flags>" else a for a in flags),
+            "--resume",
+            shlex.quote(str(checkpoint)),
+        ]
+    )

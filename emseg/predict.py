@@ -14,8 +14,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .cli import add_crf_args, bars_wanted, check_finite_flags, crf_for_checkpoint, resolve_device, run as run_cli
 from .checkpoint import load_model_from_checkpoint
+from .cli import add_crf_args, bars_wanted, check_finite_flags, crf_for_checkpoint, resolve_device
+from .cli import run as run_cli
 from .data.io import DataError, read_image, write_mask_png
 from .files import check_folder
 from .inference import predict_image
@@ -46,15 +47,19 @@ def output_names(files: list[Path], out: Path) -> list[Path]:
     by_mask: dict[Path, Path] = {}
     for f, mask in zip(files, masks):
         if mask in by_mask:
-            raise ValueError(f"--input: {by_mask[mask].name} and {f.name} would both be written as {mask.name}; "
-                             "rename one of them or predict them separately")
+            raise ValueError(
+                f"--input: {by_mask[mask].name} and {f.name} would both be written as {mask.name}; "
+                "rename one of them or predict them separately"
+            )
         by_mask[mask] = f
     inputs = {f.resolve() for f in files}
     for mask in masks:
         for written in (mask, mask.with_name(f"{mask.stem}_overlay.jpg")):
             if written.resolve() in inputs:
-                raise ValueError(f"--output {out}: writing {written.name} there would replace the input "
-                                 f"{written}; choose an --output folder apart from the images")
+                raise ValueError(
+                    f"--output {out}: writing {written.name} there would replace the input "
+                    f"{written}; choose an --output folder apart from the images"
+                )
     return masks
 
 
@@ -67,15 +72,21 @@ def main(argv: list[str] | None = None) -> list[Path]:
     if not Path(args.checkpoint).is_file():
         parser.error(f"--checkpoint {args.checkpoint}: no such file")
     # regular files only: a folder named like an image (dir.png) is not one
-    files = [src] if src.is_file() else sorted(f for f in src.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+    files = (
+        [src]
+        if src.is_file()
+        else sorted(f for f in src.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+    )
     if not files:
         parser.error(f"--input {src}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     check_finite_flags(parser, args)
     device = resolve_device(parser, args.device)
     out = Path(args.output)
     if src.is_dir() and out.resolve() == src.resolve():
-        parser.error(f"--output {out} is the --input folder: its images would be mixed with (and a second run would "
-                     "read) the predictions; choose another --output folder")
+        parser.error(
+            f"--output {out} is the --input folder: its images would be mixed with (and a second run would "
+            "read) the predictions; choose another --output folder"
+        )
     masks = output_names(files, out)
     check_folder(out, "--output")
     model, train_args = load_model_from_checkpoint(args.checkpoint, device)
@@ -94,8 +105,11 @@ def main(argv: list[str] | None = None) -> list[Path]:
         written.append(mask)
     print(f"{len(written)} predictions written to {out}", file=sys.stderr)
     if failed:
-        raise DataError(failed[0].path, f"{failed[0].reason} ({len(failed)} of {len(files)} images could not be "
-                        "read and have no prediction; the others were written)")
+        raise DataError(
+            failed[0].path,
+            f"{failed[0].reason} ({len(failed)} of {len(files)} images could not be "
+            "read and have no prediction; the others were written)",
+        )
     return written
 
 

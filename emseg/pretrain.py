@@ -67,8 +67,10 @@ class PretrainConfig:
 
 
 def cache_key(cfg: PretrainConfig, data_digest: str, class_names: tuple[str, ...]) -> str:
-    blob = json.dumps({"version": _PRETRAIN_VERSION, "config": asdict(cfg), "data": data_digest,
-                       "classes": list(class_names)}, sort_keys=True)
+    blob = json.dumps(
+        {"version": _PRETRAIN_VERSION, "config": asdict(cfg), "data": data_digest, "classes": list(class_names)},
+        sort_keys=True,
+    )
     return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
 
 
@@ -136,7 +138,9 @@ def mean_average_precision(scores: torch.Tensor, truth: torch.Tensor) -> tuple[f
     return sum(aps) / len(aps), sum(prior) / len(prior)
 
 
-def pretrain(cfg: PretrainConfig, data: ImageLabelSet, device: torch.device, progress: bool = False) -> tuple[dict, list[float]]:
+def pretrain(
+    cfg: PretrainConfig, data: ImageLabelSet, device: torch.device, progress: bool = False
+) -> tuple[dict, list[float]]:
     """Train the network on ``data``'s image labels; returns its state_dict and the loss curve
     (mean of every 100 iterations)."""
     torch.manual_seed(cfg.seed)
@@ -144,8 +148,11 @@ def pretrain(cfg: PretrainConfig, data: ImageLabelSet, device: torch.device, pro
     model.train()
     decay = [p for n, p in model.named_parameters() if not n.endswith("bias")]
     rest = [p for n, p in model.named_parameters() if n.endswith("bias")]
-    opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}],
-                          lr=cfg.lr, momentum=cfg.momentum)
+    opt = torch.optim.SGD(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+    )
     gen = torch.Generator().manual_seed(cfg.seed)
     curve, window = [], 0.0
     for it in range(cfg.iterations):
@@ -185,12 +192,21 @@ class PretrainedStart:
         return not self.map < self.prior + MIN_MAP_GAIN  # a split without both kinds of image: nan, no verdict
 
     def describe(self, split: str) -> str:
-        return (f"image-label mAP {self.map:.3f} on the {self.images} images of {split!r} (class-frequency "
-                f"prior {self.prior:.3f})")
+        return (
+            f"image-label mAP {self.map:.3f} on the {self.images} images of {split!r} (class-frequency "
+            f"prior {self.prior:.3f})"
+        )
 
 
-def pretrained_start(root: str | Path, split: str, cfg: PretrainConfig, cache_dir: str | Path,
-                     device: torch.device, build: bool = True, health_split: str | None = None) -> PretrainedStart:
+def pretrained_start(
+    root: str | Path,
+    split: str,
+    cfg: PretrainConfig,
+    cache_dir: str | Path,
+    device: torch.device,
+    build: bool = True,
+    health_split: str | None = None,
+) -> PretrainedStart:
     """The cached pretrained state for ``root``'s ``split`` and ``cfg``, made first if missing, and
     its health: the image-label mAP on ``health_split``'s images (default ``split``) against the
     class-frequency prior's. ``build=False`` (the other processes of a DDP run) only finds the path."""
@@ -202,12 +218,21 @@ def pretrained_start(root: str | Path, split: str, cfg: PretrainConfig, cache_di
     held_out = ImageLabelSet(root, health_split, cfg.size, fill) if health_split else data
 
     def make() -> dict:
-        log.info(f"pretraining on the image labels of {len(data)} images of {split!r} ({cfg.iterations} iterations, "
-                 f"{cfg.model} at {cfg.size} px) -> {path}")
+        log.info(
+            f"pretraining on the image labels of {len(data)} images of {split!r} ({cfg.iterations} iterations, "
+            f"{cfg.model} at {cfg.size} px) -> {path}"
+        )
         state, curve = pretrain(cfg, data, device, progress=True)
-        return {"model": state, "config": config, "loss": curve, "seconds": time.perf_counter() - start,
-                "images": len(data), "split": split, "class_names": list(data.class_names),
-                "health": {health_split or split: image_label_map(state, cfg, held_out, device)}}
+        return {
+            "model": state,
+            "config": config,
+            "loss": curve,
+            "seconds": time.perf_counter() - start,
+            "images": len(data),
+            "split": split,
+            "class_names": list(data.class_names),
+            "health": {health_split or split: image_label_map(state, cfg, held_out, device)},
+        }
 
     fits = build_model(cfg.model, data.num_classes, width=cfg.width, context=cfg.context)
     entry, made = cached_entry(path, config, fits, "--pretrain-cache", make if build else None)
@@ -216,8 +241,10 @@ def pretrained_start(root: str | Path, split: str, cfg: PretrainConfig, cache_di
     if made:
         log.info(f"pretraining took {entry['seconds']:.0f} s (final loss {entry['loss'][-1]:.4f}); cached: {path}")
     else:
-        log.info(f"pretrained start (image labels of {len(data)} images of {split!r}): {path}, "
-                 f"cached (it took {entry.get('seconds', 0):.0f} s to make)")
+        log.info(
+            f"pretrained start (image labels of {len(data)} images of {split!r}): {path}, "
+            f"cached (it took {entry.get('seconds', 0):.0f} s to make)"
+        )
     measured = entry.get("health", {}).get(health_split or split)
     if measured is None:  # an entry made before its health was recorded
         measured = image_label_map(entry["model"], cfg, held_out, device)
@@ -232,14 +259,22 @@ def pretrained_start_for(cfg: TrainConfig, root: Path, info: DistInfo, device: t
     is False on every process: the run then starts from random weights, which train better than
     such a start."""
     split = cfg.pretrain_split or ("pretrain" if not cfg.data_root else cfg.train_split)
-    pcfg = PretrainConfig(model=cfg.model, width=cfg.width, context=tuple(cfg.context or PretrainConfig.context),
-                          size=cfg.crop_size, iterations=cfg.pretrain_iterations, seed=cfg.seed)
+    pcfg = PretrainConfig(
+        model=cfg.model,
+        width=cfg.width,
+        context=tuple(cfg.context or PretrainConfig.context),
+        size=cfg.crop_size,
+        iterations=cfg.pretrain_iterations,
+        seed=cfg.seed,
+    )
     start = pretrained_start(root, split, pcfg, cfg.pretrain_cache, device, build=info.main, health_split=cfg.val_split)
     info.barrier()
     if info.main and not start.learnt:
-        log.warning(f"the pretraining did not learn: {start.describe(cfg.val_split)}, not {MIN_MAP_GAIN} above the "
-                    "prior; this run starts from random weights instead (as --init scratch). A larger --crop-size "
-                    "(with --input-scale) shows the network larger objects")
+        log.warning(
+            f"the pretraining did not learn: {start.describe(cfg.val_split)}, not {MIN_MAP_GAIN} above the "
+            "prior; this run starts from random weights instead (as --init scratch). A larger --crop-size "
+            "(with --input-scale) shows the network larger objects"
+        )
     if info.world_size > 1:  # every process takes the main one's verdict
         verdict = torch.tensor([start.map, start.prior], dtype=torch.float64, device=device)
         torch.distributed.broadcast(verdict, 0)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import logging
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -87,7 +87,9 @@ def setup(cfg: TrainConfig) -> tuple[Run, int]:
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     info = init_distributed(device.type)
     if cfg.batch_size % info.world_size:
-        raise ValueError(f"--batch-size {cfg.batch_size} must be a multiple of the number of processes ({info.world_size})")
+        raise ValueError(
+            f"--batch-size {cfg.batch_size} must be a multiple of the number of processes ({info.world_size})"
+        )
     if device.type == "cuda" and info.world_size > 1:
         device = torch.device("cuda", info.local_rank)
     use_amp = device.type == "cuda" if cfg.amp is None else (cfg.amp and device.type == "cuda")
@@ -110,10 +112,19 @@ def setup(cfg: TrainConfig) -> tuple[Run, int]:
         check_resume_data(cfg, ckpt, fingerprint)
         saved = ckpt["sampler"]
         if (saved["batch_size"], saved["strong_per_batch"]) != (data.sampler.batch_size, data.sampler.strong_per_batch):
-            raise ValueError(f"--resume: the checkpoint's batches ({saved}) differ from this run's; "
-                             "resume with the same --batch-size, --strong-share and number of processes")
-    model = build_model(cfg.model, data.dataset.num_classes, pretrained=cfg.pretrained, width=cfg.width,
-                        dropout=cfg.dropout, context=cfg.context, input_scale=cfg.input_scale)
+            raise ValueError(
+                f"--resume: the checkpoint's batches ({saved}) differ from this run's; "
+                "resume with the same --batch-size, --strong-share and number of processes"
+            )
+    model = build_model(
+        cfg.model,
+        data.dataset.num_classes,
+        pretrained=cfg.pretrained,
+        width=cfg.width,
+        dropout=cfg.dropout,
+        context=cfg.context,
+        input_scale=cfg.input_scale,
+    )
     pretraining = None
     if not ckpt and not cfg.pretrained and cfg.init == "pretrain":
         made = pretrained_start_for(cfg, root, info, device)
@@ -124,20 +135,40 @@ def setup(cfg: TrainConfig) -> tuple[Run, int]:
         load_pretrained(model, cfg.init)
     model = model.to(device)
     optimizer, scheduler, guard = optimisation(cfg, model)
-    net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if info.world_size > 1 else model
+    net = (
+        nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if info.world_size > 1
+        else model
+    )
     online = mode.online is not None
     teacher = copy.deepcopy(model).eval().requires_grad_(False) if cfg.estep_teacher > 0 and online else None
-    run = Run(cfg, info, device, use_amp, mode, data, model, net, optimizer, scheduler,
-              torch.amp.GradScaler("cuda", enabled=use_amp), out, guard, teacher,
-              estep_crf=make_crf(cfg.crf) if cfg.estep_crf and online else None,
-              running=torch.zeros((), dtype=torch.float64, device=device),
-              window_counts=torch.zeros(3, dtype=torch.int64, device=device), data_fingerprint=fingerprint,
-              pretraining=pretraining)
+    run = Run(
+        cfg,
+        info,
+        device,
+        use_amp,
+        mode,
+        data,
+        model,
+        net,
+        optimizer,
+        scheduler,
+        torch.amp.GradScaler("cuda", enabled=use_amp),
+        out,
+        guard,
+        teacher,
+        estep_crf=make_crf(cfg.crf) if cfg.estep_crf and online else None,
+        running=torch.zeros((), dtype=torch.float64, device=device),
+        window_counts=torch.zeros(3, dtype=torch.int64, device=device),
+        data_fingerprint=fingerprint,
+        pretraining=pretraining,
+    )
     if ckpt:
         restore(run, ckpt)
     guard.snapshot(model, optimizer)
+    reason = f"; {cfg.mode_reason}" if cfg.mode_reason else ""
     log.info(
-        f"mode {mode.name} ({mode.summary}{'; ' + cfg.mode_reason if cfg.mode_reason else ''}); {data.num_strong} strong + {data.num_weak} weak images, "
+        f"mode {mode.name} ({mode.summary}{reason}); {data.num_strong} strong + {data.num_weak} weak images, "
         f"{data.strong_per_batch}/{cfg.batch_size} strong per batch; preset {cfg.preset}; model {cfg.model}"
         f"{f' (receptive field {model.receptive_field} px)' if hasattr(model, 'receptive_field') else ''}"
         f"{f', images x{cfg.input_scale:.3g}' if cfg.input_scale != 1 else ''}; {cfg.iterations} iterations "
@@ -149,11 +180,17 @@ def setup(cfg: TrainConfig) -> tuple[Run, int]:
 def optimisation(cfg: TrainConfig, model: nn.Module):
     """SGD with DeepLab's multipliers, its schedule (warm-up, step or poly, times the spike guard's
     learning-rate scale) and the guard."""
-    optimizer = torch.optim.SGD(param_groups(model, cfg.lr, cfg.weight_decay, cfg.classifier_lr_mult), lr=cfg.lr,
-                                momentum=cfg.momentum)
+    optimizer = torch.optim.SGD(
+        param_groups(model, cfg.lr, cfg.weight_decay, cfg.classifier_lr_mult), lr=cfg.lr, momentum=cfg.momentum
+    )
     guard = SpikeGuard(cfg.spike_factor)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: guard.lr_scale * lr_factor(
-        it, cfg.iterations, cfg.lr_policy, cfg.warmup, cfg.lr_step, cfg.lr_gamma, cfg.poly_power))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda it: (
+            guard.lr_scale
+            * lr_factor(it, cfg.iterations, cfg.lr_policy, cfg.warmup, cfg.lr_step, cfg.lr_gamma, cfg.poly_power)
+        ),
+    )
     return optimizer, scheduler, guard
 
 
@@ -182,8 +219,10 @@ def save(run: Run, it: int, seconds: float, path: Path | None = None) -> None:
     process's RNG state, the open log window and the run's arguments (written by the main
     process, atomically). Parameters that are no longer finite are never written."""
     if not bool(torch.stack([torch.isfinite(p).all() for p in run.model.parameters()]).all()):  # one read
-        raise FloatingPointError(f"the network's parameters are not finite after iteration {it}; stopped "
-                                 f"without overwriting {run.checkpoint_path} (lower --lr)")
+        raise FloatingPointError(
+            f"the network's parameters are not finite after iteration {it}; stopped "
+            f"without overwriting {run.checkpoint_path} (lower --lr)"
+        )
     rngs = [rng_state()]
     if run.info.world_size > 1:
         gathered = [None] * run.info.world_size
@@ -216,5 +255,3 @@ def save(run: Run, it: int, seconds: float, path: Path | None = None) -> None:
         },
         path or run.checkpoint_path,
     )
-
-

@@ -105,7 +105,13 @@ def train_steps(run: Run, start: int, end: int, metrics: MetricsLog, stop: StopR
     run.net.train()
     t0 = time.time() - run.seconds_before
     data_iter = iter(run.data.loader)
-    bar = tqdm(total=cfg.iterations, initial=start, desc=f"train {run.mode.name}", disable=not (cfg.progress and info.main), dynamic_ncols=True)
+    bar = tqdm(
+        total=cfg.iterations,
+        initial=start,
+        desc=f"train {run.mode.name}",
+        disable=not (cfg.progress and info.main),
+        dynamic_ncols=True,
+    )
     for it in range(start, end):
         done = it + 1
         loss, taken = train_step(run, next(data_iter), done)
@@ -153,13 +159,28 @@ def validate(run: Run, crf: CRF | None = None) -> tuple[VOCSegmentation, Confusi
     """Confusion matrices on the validation split (every world_size-th image per process, summed),
     also after refinement with ``crf`` when given."""
     cfg, info = run.cfg, run.info
-    val = VOCSegmentation(cfg.data_root_resolved, cfg.val_split, transform=EvalTransform(cfg.mean, cfg.std), boxes=False)
+    val = VOCSegmentation(
+        cfg.data_root_resolved, cfg.val_split, transform=EvalTransform(cfg.mean, cfg.std), boxes=False
+    )
     part = torch.utils.data.Subset(val, range(info.rank, len(val), info.world_size))
     # its own generator: validating must not draw from the training's random stream
-    vloader = torch.utils.data.DataLoader(part, batch_size=cfg.eval_batch_size, num_workers=cfg.workers,
-                                          collate_fn=collate, generator=torch.Generator(), worker_init_fn=ignore_in_worker)
-    cm, cm_crf = evaluate(run.model, vloader, run.data.dataset.num_classes, run.device, crf, amp=run.use_amp,
-                          progress=cfg.progress and info.main)
+    vloader = torch.utils.data.DataLoader(
+        part,
+        batch_size=cfg.eval_batch_size,
+        num_workers=cfg.workers,
+        collate_fn=collate,
+        generator=torch.Generator(),
+        worker_init_fn=ignore_in_worker,
+    )
+    cm, cm_crf = evaluate(
+        run.model,
+        vloader,
+        run.data.dataset.num_classes,
+        run.device,
+        crf,
+        amp=run.use_amp,
+        progress=cfg.progress and info.main,
+    )
     return val, cm, cm_crf
 
 
@@ -188,15 +209,24 @@ def final_evaluation(run: Run, metrics: MetricsLog, train_seconds: float) -> dic
     val, cm, cm_crf = validate(run, crf)
     if cfg.eval_interval:
         keep_best(run, cfg.iterations, cm.miou(), train_seconds)
-    summary = {"checkpoint": str(run.checkpoint_path), "miou": cm.miou(), "start_miou": run.start_miou,
-               "iou": cm.iou().tolist(), "train_seconds": train_seconds, "skipped_steps": run.guard.skipped,
-               "rollbacks": run.guard.rollbacks, "pretraining": run.pretraining}
+    summary = {
+        "checkpoint": str(run.checkpoint_path),
+        "miou": cm.miou(),
+        "start_miou": run.start_miou,
+        "iou": cm.iou().tolist(),
+        "train_seconds": train_seconds,
+        "skipped_steps": run.guard.skipped,
+        "rollbacks": run.guard.rollbacks,
+        "pretraining": run.pretraining,
+    }
     metrics.write(iteration=cfg.iterations, miou=cm.miou(), miou_crf=cm_crf.miou() if cm_crf else "")
     if not info.main:
         return summary
     log.info(f"\n{cfg.val_split} ({len(val)} images), mode {run.mode.name}:\n" + cm.table(list(val.class_names)))
-    log.info(f"{cfg.val_split} mIoU {100 * cm.miou():.1f} %, start {100 * run.start_miou:.1f} % "
-             f"({100 * (cm.miou() - run.start_miou):+.1f})")
+    log.info(
+        f"{cfg.val_split} mIoU {100 * cm.miou():.1f} %, start {100 * run.start_miou:.1f} % "
+        f"({100 * (cm.miou() - run.start_miou):+.1f})"
+    )
     if cm_crf is not None:
         summary["miou_crf"] = cm_crf.miou()
         log.info("\nwith dense CRF:\n" + cm_crf.table(list(val.class_names)))

@@ -26,10 +26,20 @@ def prepare_data(cfg: TrainConfig, info: DistInfo) -> Path:
         return Path(cfg.data_root)
     root = Path(cfg.data_root_resolved)
     if info.main:
-        log.info(f"synthetic data set: {root} ({cfg.synthetic_train} train / {cfg.synthetic_val} val / "
-                 f"{cfg.synthetic_test} test / {cfg.synthetic_pretrain} pretrain, {cfg.synthetic_size}px)")
-        make_synthetic_voc(root, cfg.synthetic_train, cfg.synthetic_val, cfg.synthetic_size, seed=cfg.seed,
-                           progress=cfg.progress, num_pretrain=cfg.synthetic_pretrain, num_test=cfg.synthetic_test)
+        log.info(
+            f"synthetic data set: {root} ({cfg.synthetic_train} train / {cfg.synthetic_val} val / "
+            f"{cfg.synthetic_test} test / {cfg.synthetic_pretrain} pretrain, {cfg.synthetic_size}px)"
+        )
+        make_synthetic_voc(
+            root,
+            cfg.synthetic_train,
+            cfg.synthetic_val,
+            cfg.synthetic_size,
+            seed=cfg.seed,
+            progress=cfg.progress,
+            num_pretrain=cfg.synthetic_pretrain,
+            num_test=cfg.synthetic_test,
+        )
     info.barrier()
     return root
 
@@ -65,24 +75,44 @@ def training_data(cfg: TrainConfig, mode: Mode, root: Path, info: DistInfo, star
     label_root = root
     if mode.fixed is not None:
         label_root = fixed_label_root(
-            mode, root, cfg.train_split, strong, estep=cfg.estep, crf_params=cfg.crf,
-            crf=make_crf(cfg.crf) if mode.needs_crf and info.main else None, cache_dir=cfg.label_cache,
-            mean=cfg.mean, std=cfg.std, build=info.main, progress=cfg.progress,
+            mode,
+            root,
+            cfg.train_split,
+            strong,
+            estep=cfg.estep,
+            crf_params=cfg.crf,
+            crf=make_crf(cfg.crf) if mode.needs_crf and info.main else None,
+            cache_dir=cfg.label_cache,
+            mean=cfg.mean,
+            std=cfg.std,
+            build=info.main,
+            progress=cfg.progress,
         )
         info.barrier()
     transform = TrainTransform(
-        cfg.crop_size, scale_range=(cfg.scale_min * cfg.input_scale, cfg.scale_max * cfg.input_scale), flip=True, mean=cfg.mean, std=cfg.std, ignore_index=IGNORE_INDEX
+        cfg.crop_size,
+        scale_range=(cfg.scale_min * cfg.input_scale, cfg.scale_max * cfg.input_scale),
+        flip=True,
+        mean=cfg.mean,
+        std=cfg.std,
+        ignore_index=IGNORE_INDEX,
     )
     # Fixed-label modes read every image's "mask" (estimates for weak images, ground truth for
     # strong ones), so all are "strong" to the dataset; the sampler still knows which is which.
     # the image-label modes read no box, anywhere: not even the crops' label rule sees one
-    ds = VOCSegmentation(str(label_root), cfg.train_split, transform=transform, strong_ids=None if mode.fixed else strong,
-                         boxes=mode.needs == "boxes")
+    ds = VOCSegmentation(
+        str(label_root),
+        cfg.train_split,
+        transform=transform,
+        strong_ids=None if mode.fixed else strong,
+        boxes=mode.needs == "boxes",
+    )
     strong_idx = [i for i, k in enumerate(ids) if k in strong]
     weak_idx = [i for i, k in enumerate(ids) if k not in strong]
     if cfg.batch_size > len(ids):
-        raise ValueError(f"--batch-size {cfg.batch_size} is larger than the {len(ids)} training images of "
-                         f"split {cfg.train_split!r}")
+        raise ValueError(
+            f"--batch-size {cfg.batch_size} is larger than the {len(ids)} training images of split {cfg.train_split!r}"
+        )
     local = cfg.batch_size // info.world_size
     if mode.fully_supervised:
         per_batch = local
@@ -91,7 +121,15 @@ def training_data(cfg: TrainConfig, mode: Mode, root: Path, info: DistInfo, star
     else:
         per_batch = 0
     sampler, loader = build_train_loader(
-        ds, strong_idx, weak_idx, local, per_batch, seed=cfg.seed, start_step=start_step,
-        rank=info.rank, world_size=info.world_size, workers=cfg.workers,
+        ds,
+        strong_idx,
+        weak_idx,
+        local,
+        per_batch,
+        seed=cfg.seed,
+        start_step=start_step,
+        rank=info.rank,
+        world_size=info.world_size,
+        workers=cfg.workers,
     )
     return TrainingData(ds, sampler, loader, len(strong_idx), len(weak_idx), per_batch * info.world_size)

@@ -119,8 +119,10 @@ def main(argv=None) -> int:
     train_images, train_masks = make_set(args.train, args.size, args.seed)
     val_images, val_masks = make_set(args.val, args.size, args.seed + 1)
     train_points = point_labels(train_masks, args.points, args.seed)
-    print(f"{args.train} training images of {args.size}x{args.size}, {args.points} labelled pixels each "
-          f"({100 * args.points / args.size**2:.1f} %), {args.val} validation images with full masks")
+    print(
+        f"{args.train} training images of {args.size}x{args.size}, {args.points} labelled pixels each "
+        f"({100 * args.points / args.size**2:.1f} %), {args.val} validation images with full masks"
+    )
 
     models = {"plain": DeepLabSmall(NUM_CLASSES, width=16)}
     models["crf-loss"] = copy.deepcopy(models["plain"])
@@ -171,9 +173,11 @@ def main(argv=None) -> int:
     lanes = 4 * -(-NUM_CLASSES // 4) if NUM_CLASSES <= 4 else 8 * -(-NUM_CLASSES // 8)
     stored = (args.iterations + 1) * lanes * args.size**2 * 4
     per = args.steps
-    print(f"CRF layer per batch of {args.batch_size}: forward {1e3 * crf_forward_s / per:.1f} ms, "
-          f"backward {1e3 * crf_backward_s / per:.1f} ms ({crf_backward_s / crf_forward_s:.1f}x the forward); "
-          f"the backward keeps {stored / 2**10:.0f} KiB of marginals per image")
+    print(
+        f"CRF layer per batch of {args.batch_size}: forward {1e3 * crf_forward_s / per:.1f} ms, "
+        f"backward {1e3 * crf_backward_s / per:.1f} ms ({crf_backward_s / crf_forward_s:.1f}x the forward); "
+        f"the backward keeps {stored / 2**10:.0f} KiB of marginals per image"
+    )
     return 0
 
 

@@ -22,12 +22,25 @@ def random_generator(seed: int) -> torch.Generator:
 def base_args(root, out, **extra):
     """``python -m emseg.train`` flags for a short CPU run on a synthetic set at ``root``."""
     args = {
-        "--synthetic-dir": root, "--synthetic-train": 96, "--synthetic-val": 24, "--synthetic-test": 0, "--synthetic-size": 64,
-        "--crop-size": 64, "--batch-size": 4, "--width": 8, "--workers": 0, "--output-dir": out,
-        "--num-pictures": 0, "--eval-batch-size": 8, "--log-interval": 1, "--label-cache": Path(out).parent / "labels",
+        "--synthetic-dir": root,
+        "--synthetic-train": 96,
+        "--synthetic-val": 24,
+        "--synthetic-test": 0,
+        "--synthetic-size": 64,
+        "--crop-size": 64,
+        "--batch-size": 4,
+        "--width": 8,
+        "--workers": 0,
+        "--output-dir": out,
+        "--num-pictures": 0,
+        "--eval-batch-size": 8,
+        "--log-interval": 1,
+        "--label-cache": Path(out).parent / "labels",
         # random weights and Bbox-Rect unless a test asks otherwise: the pretraining stage has its
         # own tests (test_pretrain.py), and these runs stay a few seconds each
-        "--init": "scratch", "--synthetic-pretrain": 0, "--mode": "bbox-rect",
+        "--init": "scratch",
+        "--synthetic-pretrain": 0,
+        "--mode": "bbox-rect",
         "--pretrain-cache": Path(out).parent / "pretrain-cache",
     }
     args.update(extra)
@@ -47,8 +60,18 @@ def small_synthetic(tmp_path_factory):
 
 def small_args(root, out, **extra):
     """:func:`base_args` for :func:`small_synthetic`: 4 iterations of full crops."""
-    return base_args(root, out, **{"--synthetic-train": 24, "--synthetic-val": 8, "--synthetic-size": 48,
-                                   "--crop-size": 48, "--iterations": 4, **extra})
+    return base_args(
+        root,
+        out,
+        **{
+            "--synthetic-train": 24,
+            "--synthetic-val": 8,
+            "--synthetic-size": 48,
+            "--crop-size": 48,
+            "--iterations": 4,
+            **extra,
+        },
+    )
 
 
 @pytest.fixture

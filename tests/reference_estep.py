@@ -89,9 +89,7 @@ def required_counts(present_row, fg_portion, bg_portion, m):
     present_row[0] = True
     n_fg = int(present_row[1:].sum())
     total = bg_portion + n_fg * fg_portion
-    needed = required_pixels(bg_portion, total, True, m) + n_fg * required_pixels(
-        fg_portion, total, True, m
-    )
+    needed = required_pixels(bg_portion, total, True, m) + n_fg * required_pixels(fg_portion, total, True, m)
     fits = needed <= m
     counts = np.zeros(len(present_row), dtype=np.int64)
     for c in np.flatnonzero(present_row):
@@ -121,9 +119,7 @@ def _win_thresholds(s, b, pres, label):
     above = [j for j in classes if j > label]
     lo = v[below].max(axis=0) if below else np.full(m, -np.inf)
     hi = v[above].max(axis=0) if above else np.full(m, -np.inf)
-    return np.maximum(
-        min_bias_to_reach(s[label], hi, strict=False), min_bias_to_reach(s[label], lo, strict=True)
-    )
+    return np.maximum(min_bias_to_reach(s[label], hi, strict=False), min_bias_to_reach(s[label], lo, strict=True))
 
 
 def _capture_raises(s, b, pres, labels, raising):
@@ -165,13 +161,13 @@ def em_adapt(scores, present, fg_portion=0.2, bg_portion=0.4, max_iter=100000):
         it = 0
         while deficit > 0 and it < max_iter:
             it += 1
-            for l in np.flatnonzero(pres):
-                if counts[l] == 0:
+            for cls in np.flatnonzero(pres):
+                if counts[cls] == 0:
                     continue
-                t = _win_thresholds(s, b, pres, l)
-                if np.count_nonzero(t <= b[l]) >= counts[l]:
+                t = _win_thresholds(s, b, pres, cls)
+                if np.count_nonzero(t <= b[cls]) >= counts[cls]:
                     continue
-                b[l] = np.partition(t, counts[l] - 1)[counts[l] - 1]
+                b[cls] = np.partition(t, counts[cls] - 1)[counts[cls] - 1]
             previous = deficit
             labels, state, deficit = _labels_and_state(s, b, pres, counts)
             if deficit >= previous:

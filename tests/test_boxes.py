@@ -1,16 +1,14 @@
 """Box operators (boxes_to_labels, bbox_em_fixed, center_prior) against the NumPy references in
 reference_estep.py."""
 
-
 import numpy as np
 import pytest
-import torch
-
-from emseg import ops
-
 import reference_estep as ref
+import torch
 from conftest import DEVICES
 from gpu_on_cpu.backends import PARITY_DEVICES, run_on
+
+from emseg import ops
 
 
 def random_boxes(n, b, height, width, num_classes, seed, dtype=torch.float32, pad=0.2, integral=False):
@@ -94,7 +92,9 @@ def test_boxes_to_labels_pixel_centre_rule():
     want[2, 1:4] = 7
     assert torch.equal(got, want)
     # Fractional corners: a pixel counts when its centre (x + 0.5) is in [x1, x2).
-    row = lambda x1, x2: ops.boxes_to_labels(boxes_tensor([x1, 0, x2, 1, 1]), 1, 6)[0, 0].tolist()
+    def row(x1, x2):
+        return ops.boxes_to_labels(boxes_tensor([x1, 0, x2, 1, 1]), 1, 6)[0, 0].tolist()
+
     assert row(0.5, 2.5) == [1, 1, 0, 0, 0, 0]  # centres 0.5 and 1.5 in, 2.5 out
     assert row(0.6, 2.6) == [0, 1, 1, 0, 0, 0]  # centre 0.5 < 0.6 out, 2.5 < 2.6 in
     assert row(1.4, 1.6) == [0, 1, 0, 0, 0, 0]  # a box thinner than a pixel still takes its centre
@@ -312,7 +312,10 @@ BOX_CHECKS = [
     (lambda b: with_value(b, (0, 1, 2), float("nan")), r"boxes contains NaN or infinite values"),
     (lambda b: with_value(b, (1, 0, 0), float("-inf")), r"boxes contains NaN or infinite values"),
     (lambda b: with_value(b, (1, 0, 4), 1.5), r"boxes\[\.\.\., 4\] \(class\) must hold whole numbers"),
-    (lambda b: with_value(b, (0, 2, 4), -2.0), r"boxes\[\.\.\., 4\] \(class\) must be >= -1 \(-1 marks padding\), got -2"),
+    (
+        lambda b: with_value(b, (0, 2, 4), -2.0),
+        r"boxes\[\.\.\., 4\] \(class\) must be >= -1 \(-1 marks padding\), got -2",
+    ),
 ]
 BOX_CHECK_IDS = ["int", "half", "2d", "4-fields", "nan", "inf", "fractional-class", "class-below-minus-1"]
 
@@ -379,9 +382,14 @@ def test_boxes_to_labels_accepts_the_largest_int64_classes():
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda s, b: (s, with_value(b, (1, 1, 4), 5.0)),
-         r"boxes\[\.\.\., 4\] \(class\) must be < C = 5 \(the number of score channels\), got 5"),
-        (lambda s, b: (s, b[:1]), r"boxes.shape\[0\] must equal N = 2 \(the batch size of scores\), got shape \[1, 3, 5\]"),
+        (
+            lambda s, b: (s, with_value(b, (1, 1, 4), 5.0)),
+            r"boxes\[\.\.\., 4\] \(class\) must be < C = 5 \(the number of score channels\), got 5",
+        ),
+        (
+            lambda s, b: (s, b[:1]),
+            r"boxes.shape\[0\] must equal N = 2 \(the batch size of scores\), got shape \[1, 3, 5\]",
+        ),
         (lambda s, b: (s, b.to("meta")), r"boxes must be on the same device as scores"),
         (lambda s, b: (s.int(), b), r"scores must be a floating-point tensor .* got Int"),
         (lambda s, b: (s[0], b), r"scores must be a 4-D tensor \[N, C, H, W\], got shape \[5, 4, 4\]"),
@@ -410,7 +418,9 @@ def test_boxes_to_labels_device_parity(device, dtype):
     cpu = ops.boxes_to_labels(boxes, 321, 321)
     dev = run_on(device, ops.boxes_to_labels, boxes, 321, 321)
     torch.testing.assert_close(dev, cpu, rtol=0, atol=0)
-    torch.testing.assert_close(run_on(device, ops.center_prior, boxes, 97, 61), ops.center_prior(boxes, 97, 61), rtol=0, atol=0)
+    torch.testing.assert_close(
+        run_on(device, ops.center_prior, boxes, 97, 61), ops.center_prior(boxes, 97, 61), rtol=0, atol=0
+    )
 
 
 @pytest.mark.parametrize("device", PARITY_DEVICES)

@@ -10,16 +10,14 @@ import importlib.metadata
 
 import numpy as np
 import pytest
+import reference_crf as ref
 import torch
+from conftest import DEVICES
+from gpu_on_cpu.backends import KERNEL_DEVICES, backend
 
 import emseg
 import emseg.crf
 from emseg.ops import CRF_DEFAULTS, dense_crf, permutohedral_filter
-
-import reference_crf as ref
-from conftest import DEVICES
-from gpu_on_cpu.backends import KERNEL_DEVICES, backend
-
 
 try:
     import pydensecrf.densecrf as dcrf
@@ -52,7 +50,11 @@ def unary_for(image: np.ndarray, labels: int, seed: int) -> np.ndarray:
     centres = rng.uniform(0, 255, size=(labels, 3))
     d2 = ((image.reshape(-1, 1, 3).astype(np.float64) - centres[None]) ** 2).sum(-1)
     logits = -d2 / 2000.0 + rng.normal(0, 1.5, size=d2.shape)
-    logp = logits - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True)) - logits.max(1, keepdims=True)
+    logp = (
+        logits
+        - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True))
+        - logits.max(1, keepdims=True)
+    )
     return np.ascontiguousarray(-logp.T, dtype=np.float32)
 
 
@@ -69,9 +71,7 @@ def run_pydensecrf(unary, image, labels, params, iterations):
     d = dcrf.DenseCRF2D(w, h, labels)
     d.setUnaryEnergy(unary)
     d.addPairwiseGaussian(sxy=params["pos_xy_std"], compat=params["pos_w"])
-    d.addPairwiseBilateral(
-        sxy=params["bi_xy_std"], srgb=params["bi_rgb_std"], rgbim=image, compat=params["bi_w"]
-    )
+    d.addPairwiseBilateral(sxy=params["bi_xy_std"], srgb=params["bi_rgb_std"], rgbim=image, compat=params["bi_w"])
     return np.array(d.inference(iterations))
 
 
@@ -170,8 +170,11 @@ def test_close_to_exact_mean_field_and_kl_decreases():
     assert (qs[-1].argmax(0) == exact[-1].argmax(0)).mean() >= 0.85
 
     def lattice(v, f):
-        out = permutohedral_filter(torch.from_numpy(np.ascontiguousarray(v.T, np.float32)),
-                                   torch.from_numpy(f.astype(np.float32)), normalize=False)
+        out = permutohedral_filter(
+            torch.from_numpy(np.ascontiguousarray(v.T, np.float32)),
+            torch.from_numpy(f.astype(np.float32)),
+            normalize=False,
+        )
         return out.numpy().T.astype(np.float64)
 
     norms = [1.0 / np.sqrt(lattice(np.ones((1, h * w)), f)[0]) for f in feats]
@@ -245,10 +248,16 @@ def test_inputs_that_must_just_work(device):
     q = dense_crf(torch.rand(2, 1, 9, 11, device=device), image)
     torch.testing.assert_close(q, torch.ones_like(q))
     # uniform image: the bilateral kernel degenerates to a position kernel; still a distribution
-    q = dense_crf(torch.rand(1, 4, 30, 40, device=device), torch.full((1, 3, 30, 40), 128, dtype=torch.uint8, device=device))
+    q = dense_crf(
+        torch.rand(1, 4, 30, 40, device=device), torch.full((1, 3, 30, 40), 128, dtype=torch.uint8, device=device)
+    )
     torch.testing.assert_close(q.sum(1), torch.ones(1, 30, 40, device=device))
     # empty valid region and kernels switched off
-    q = dense_crf(torch.rand(1, 2, 5, 5, device=device), image[:1, :, :5, :5].contiguous(), sizes=torch.tensor([[0, 3]], device=device))
+    q = dense_crf(
+        torch.rand(1, 2, 5, 5, device=device),
+        image[:1, :, :5, :5].contiguous(),
+        sizes=torch.tensor([[0, 3]], device=device),
+    )
     assert (q == 0).all()
     u = torch.rand(1, 3, 6, 7, device=device)
     q = dense_crf(u, image[:1, :, :6, :7].contiguous(), pos_w=0.0, bi_w=0.0)
@@ -403,7 +412,9 @@ def test_huge_finite_unaries_give_their_softmax(device, labels, kind):
 def test_weights_whose_messages_overflow_are_refused(weights):
     unary = torch.rand(1, 3, 6, 7)
     image = torch.zeros(1, 3, 6, 7, dtype=torch.uint8)
-    with pytest.raises(RuntimeError, match=r"compat \(the kernel weights pos_w, bi_w times the compatibility\) too large"):
+    with pytest.raises(
+        RuntimeError, match=r"compat \(the kernel weights pos_w, bi_w times the compatibility\) too large"
+    ):
         dense_crf(unary, image, **weights)
 
 

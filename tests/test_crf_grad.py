@@ -16,16 +16,14 @@ registration, which only ``torch.ops.emseg`` has.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
+from gpu_on_cpu.backends import KERNEL_DEVICES, run_on
+from reference_crf import normalised_kernels
 
 import emseg
 import emseg.crf
 from emseg.ops import dense_crf, permutohedral_filter
-
-from gpu_on_cpu.backends import KERNEL_DEVICES, run_on
-from reference_crf import normalised_kernels
 
 POS_STD, BI_STD = [3.0, 3.0], [10.0, 10.0, 5.0, 5.0, 5.0]
 
@@ -112,9 +110,7 @@ def crf_compat(labels: int, pos_w: float = 3.0, bi_w: float = 4.0, matrix: torch
 
 
 def crf_vjp(grad, unary, image, compat, iterations, sizes=None, logits=False):
-    return torch.ops.emseg.dense_crf_backward(
-        grad, unary, image, compat, POS_STD, BI_STD, iterations, sizes, logits
-    )
+    return torch.ops.emseg.dense_crf_backward(grad, unary, image, compat, POS_STD, BI_STD, iterations, sizes, logits)
 
 
 def image_features(image: torch.Tensor, h: int, w: int):
@@ -347,9 +343,7 @@ def test_autograd_opcheck_filter():
     values = torch.randn(300, 3, requires_grad=True)
     for normalize in (True, False):
         torch.library.opcheck(torch.ops.emseg.permutohedral_filter.default, (values, features, normalize))
-        torch.library.opcheck(
-            torch.ops.emseg.permutohedral_filter_backward.default, (values, features, normalize)
-        )
+        torch.library.opcheck(torch.ops.emseg.permutohedral_filter_backward.default, (values, features, normalize))
 
 
 def test_autograd_opcheck_crf():

@@ -55,7 +55,14 @@ def _write_jpg(path: Path, rgb: np.ndarray) -> None:
 def build_voc(root: Path) -> dict:
     """Write the tree and return what each image should load as."""
     rng = np.random.default_rng(0)
-    for d in ("JPEGImages", "Annotations", "SegmentationClass", "SegmentationClassAug", "cls", "ImageSets/Segmentation"):
+    for d in (
+        "JPEGImages",
+        "Annotations",
+        "SegmentationClass",
+        "SegmentationClassAug",
+        "cls",
+        "ImageSets/Segmentation",
+    ):
         (root / d).mkdir(parents=True, exist_ok=True)
     expect = {}
 
@@ -67,8 +74,9 @@ def build_voc(root: Path) -> dict:
     _write_jpg(root / "JPEGImages/2007_000001.jpg", _image(rng))
     (root / "Annotations/2007_000001.xml").write_text(_xml([("dog", 5, 4, 20, 18), ("person", 26, 11, 40, 30)]))
     write_mask_png(root / "SegmentationClass/2007_000001.png", mask_a)
-    expect["2007_000001"] = dict(mask=mask_a, labels={0, C["dog"], C["person"]},
-                                 boxes=[(4, 3, 20, 18, C["dog"]), (25, 10, 40, 30, C["person"])])
+    expect["2007_000001"] = dict(
+        mask=mask_a, labels={0, C["dog"], C["person"]}, boxes=[(4, 3, 20, 18, C["dog"]), (25, 10, 40, 30, C["person"])]
+    )
 
     # b: no XML; mask in SegmentationClassAug: labels and boxes come from the mask
     mask_b = np.zeros((30, 40), np.uint8)
@@ -78,16 +86,21 @@ def build_voc(root: Path) -> dict:
     mask_b[9, 10:25] = 255
     _write_jpg(root / "JPEGImages/2007_000002.jpg", _image(rng))
     write_mask_png(root / "SegmentationClassAug/2007_000002.png", mask_b)
-    expect["2007_000002"] = dict(mask=mask_b, labels={0, C["cat"], C["car"]},
-                                 boxes=[(10, 10, 25, 15, C["car"]), (0, 0, 6, 5, C["cat"]), (30, 20, 39, 28, C["cat"])])
+    expect["2007_000002"] = dict(
+        mask=mask_b,
+        labels={0, C["cat"], C["car"]},
+        boxes=[(10, 10, 25, 15, C["car"]), (0, 0, 6, 5, C["cat"]), (30, 20, 39, 28, C["cat"])],
+    )
 
     # c: XML and an SBD .mat only (no PNG)
     mask_c = np.zeros((30, 40), np.uint8)
     mask_c[5:25, 5:35] = C["aeroplane"]
     _write_jpg(root / "JPEGImages/2008_000003.jpg", _image(rng))
     (root / "Annotations/2008_000003.xml").write_text(_xml([("aeroplane", 6, 6, 35, 25)], difficult=1))
-    scipy.io.savemat(root / "cls/2008_000003.mat",
-                     {"GTcls": {"Segmentation": mask_c, "Boundaries": np.zeros(1), "CategoriesPresent": np.array([1])}})
+    scipy.io.savemat(
+        root / "cls/2008_000003.mat",
+        {"GTcls": {"Segmentation": mask_c, "Boundaries": np.zeros(1), "CategoriesPresent": np.array([1])}},
+    )
     expect["2008_000003"] = dict(mask=mask_c, labels={0, C["aeroplane"]}, boxes=[(5, 5, 35, 25, C["aeroplane"])])
 
     # d: XML only: a weak image
@@ -169,7 +182,9 @@ def test_strong_ids_hide_the_masks_of_weak_images(voc):
     # labels and boxes of a weak image are still there
     assert set(torch.nonzero(a["labels"]).flatten().tolist()) == expect["2007_000001"]["labels"]
     b = ds[1]
-    assert b["strong"] is True and torch.equal(b["mask"], torch.from_numpy(expect["2007_000002"]["mask"].astype(np.int64)))
+    assert b["strong"] is True and torch.equal(
+        b["mask"], torch.from_numpy(expect["2007_000002"]["mask"].astype(np.int64))
+    )
     with pytest.raises(MissingDataError, match="2009_000004"):
         VOCSegmentation(root, "train_aug", strong_ids={"2009_000004"})  # strong but has no mask
 
@@ -250,7 +265,9 @@ def test_images_ignore_exif_orientation(tmp_path):
 
 def test_read_id_list_formats(tmp_path):
     p = tmp_path / "l.txt"
-    p.write_text("# comment\n2007_000001\n/JPEGImages/2007_000002.jpg /SegmentationClassAug/2007_000002.png\n\n  a_b  \n")
+    p.write_text(
+        "# comment\n2007_000001\n/JPEGImages/2007_000002.jpg /SegmentationClassAug/2007_000002.png\n\n  a_b  \n"
+    )
     assert read_id_list(p) == ["2007_000001", "2007_000002", "a_b"]
 
 
@@ -258,7 +275,9 @@ def test_collate_pads_images_masks_and_boxes(voc_copy):
     big = np.zeros((36, 50, 3), np.uint8)
     _write_jpg(voc_copy / "JPEGImages/2009_000004.jpg", big)
     xml = voc_copy / "Annotations/2009_000004.xml"  # its <size> must say the new size
-    xml.write_text(xml.read_text().replace("<width>40</width><height>30</height>", "<width>50</width><height>36</height>"))
+    xml.write_text(
+        xml.read_text().replace("<width>40</width><height>30</height>", "<width>50</width><height>36</height>")
+    )
     ds = VOCSegmentation(voc_copy, "train_aug")
     samples = [ds[0], ds[1], ds[3]]
     batch = collate(samples)
@@ -328,8 +347,20 @@ def _break(root: Path, how: str) -> tuple[str, str, type]:
     raise ValueError(how)
 
 
-BREAKAGES = ["missing_image", "truncated_jpeg", "garbage_jpeg", "garbage_png", "rgb_png", "mask_size",
-             "mask_value", "malformed_xml", "unknown_class", "bad_box", "no_annotation", "bad_mat"]
+BREAKAGES = [
+    "missing_image",
+    "truncated_jpeg",
+    "garbage_jpeg",
+    "garbage_png",
+    "rgb_png",
+    "mask_size",
+    "mask_value",
+    "malformed_xml",
+    "unknown_class",
+    "bad_box",
+    "no_annotation",
+    "bad_mat",
+]
 
 
 @pytest.mark.parametrize("how", BREAKAGES)
@@ -397,14 +428,26 @@ def test_select_strong_by_list(tmp_path):
 
 def _coco(path: Path) -> None:
     data = {
-        "images": [{"id": 7, "file_name": "2007_000001.jpg", "height": 30, "width": 40},
-                   {"id": 8, "file_name": "sub/2009_000004.jpg", "height": 30, "width": 40},
-                   {"id": 9, "file_name": "empty.jpg", "height": 30, "width": 40}],
-        "categories": [{"id": 18, "name": "dog"}, {"id": 72, "name": "tv"}, {"id": 24, "name": "zebra"},
-                       {"id": 1, "name": "person"}],
+        "images": [
+            {"id": 7, "file_name": "2007_000001.jpg", "height": 30, "width": 40},
+            {"id": 8, "file_name": "sub/2009_000004.jpg", "height": 30, "width": 40},
+            {"id": 9, "file_name": "empty.jpg", "height": 30, "width": 40},
+        ],
+        "categories": [
+            {"id": 18, "name": "dog"},
+            {"id": 72, "name": "tv"},
+            {"id": 24, "name": "zebra"},
+            {"id": 1, "name": "person"},
+        ],
         "annotations": [
-            {"id": 1, "image_id": 7, "category_id": 18, "bbox": [2.5, 3, 10, 5], "iscrowd": 0,
-             "segmentation": [[2, 3, 12, 3, 12, 8, 2, 8]]},
+            {
+                "id": 1,
+                "image_id": 7,
+                "category_id": 18,
+                "bbox": [2.5, 3, 10, 5],
+                "iscrowd": 0,
+                "segmentation": [[2, 3, 12, 3, 12, 8, 2, 8]],
+            },
             {"id": 2, "image_id": 7, "category_id": 24, "bbox": [0, 0, 4, 4], "iscrowd": 0},
             {"id": 3, "image_id": 7, "category_id": 1, "bbox": [0, 0, 40, 30], "iscrowd": 1},
             {"id": 4, "image_id": 8, "category_id": 72, "bbox": [1, 2, 3, 4], "iscrowd": 0, "score": 0.9},
@@ -430,7 +473,9 @@ def test_coco_boxes_map_categories_and_convert_xywh(tmp_path):
     assert coco.get("not_there") is None
     _, boxes = CocoBoxes(tmp_path / "c.json", include_crowd=True).get("2007_000001")
     assert C["person"] in boxes[:, 4].tolist()
-    custom = CocoBoxes(tmp_path / "c.json", class_names=("background", "animal"), category_map={18: "animal", "zebra": 1})
+    custom = CocoBoxes(
+        tmp_path / "c.json", class_names=("background", "animal"), category_map={18: "animal", "zebra": 1}
+    )
     assert sorted(map(tuple, custom.get("2007_000001")[1].tolist())) == [(0, 0, 4, 4, 1), (2.5, 3, 12.5, 8, 1)]
 
 
@@ -449,9 +494,15 @@ def test_coco_errors_name_the_file(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(DataError, match="bad.json: malformed JSON"):
         CocoBoxes(tmp_path / "bad.json")
-    (tmp_path / "orphan.json").write_text(json.dumps(
-        {"images": [], "categories": [{"id": 1, "name": "dog"}],
-         "annotations": [{"image_id": 5, "category_id": 1, "bbox": [0, 0, 1, 1]}]}))
+    (tmp_path / "orphan.json").write_text(
+        json.dumps(
+            {
+                "images": [],
+                "categories": [{"id": 1, "name": "dog"}],
+                "annotations": [{"image_id": 5, "category_id": 1, "bbox": [0, 0, 1, 1]}],
+            }
+        )
+    )
     with pytest.raises(DataError, match="image_id 5"):
         CocoBoxes(tmp_path / "orphan.json")
 
@@ -476,4 +527,8 @@ def test_dataset_pickles_for_worker_processes(voc, tmp_path):
     clone = pickle.loads(pickle.dumps(ds))
     assert clone.ids == ds.ids
     a, b = ds[2], clone[2]
-    assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"]) and torch.equal(a["boxes"], b["boxes"])
+    assert (
+        torch.equal(a["image"], b["image"])
+        and torch.equal(a["mask"], b["mask"])
+        and torch.equal(a["boxes"], b["boxes"])
+    )

@@ -36,10 +36,16 @@ def test_layout_labels_and_sizes(photo):
 
 def test_same_seed_same_bytes(photo, tmp_path):
     again = make_photo_voc(tmp_path / "again", num_train=12, num_val=3, seed=5)
-    for rel in ("JPEGImages/photo_train_00004.jpg", "SegmentationClassAug/photo_val_00002.png", "Annotations/photo_train_00000.xml"):
+    for rel in (
+        "JPEGImages/photo_train_00004.jpg",
+        "SegmentationClassAug/photo_val_00002.png",
+        "Annotations/photo_train_00000.xml",
+    ):
         assert (photo / rel).read_bytes() == (again / rel).read_bytes()
     other = make_photo_voc(tmp_path / "other", num_train=2, num_val=0, seed=6)
-    assert (other / "JPEGImages/photo_train_00000.jpg").read_bytes() != (photo / "JPEGImages/photo_train_00000.jpg").read_bytes()
+    assert (other / "JPEGImages/photo_train_00000.jpg").read_bytes() != (
+        photo / "JPEGImages/photo_train_00000.jpg"
+    ).read_bytes()
     assert make_photo_voc(photo, num_train=12, num_val=3, seed=5) == photo  # reused as it is
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("mine")

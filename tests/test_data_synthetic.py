@@ -37,7 +37,11 @@ def test_layout_and_lists(syn):
     assert strong_list == train[: 120 // 7]
     assert tuple((root / "classes.txt").read_text().split()) == SYNTHETIC_CLASSES
     for image_id in train + val:
-        for rel in (f"JPEGImages/{image_id}.jpg", f"SegmentationClassAug/{image_id}.png", f"Annotations/{image_id}.xml"):
+        for rel in (
+            f"JPEGImages/{image_id}.jpg",
+            f"SegmentationClassAug/{image_id}.png",
+            f"Annotations/{image_id}.xml",
+        ):
             assert (root / rel).is_file(), rel
     assert json.loads((root / "synthetic.json").read_text())["seed"] == 11
 
@@ -116,7 +120,9 @@ def test_statistics_match_the_documented_voc_like_figures(syn):
 
 
 def test_pretraining_split_has_image_labels_and_no_masks(tmp_path):
-    root = make_synthetic_voc(tmp_path / "p", num_train=3, num_val=1, num_pretrain=5, image_size=48, seed=2, progress=False)
+    root = make_synthetic_voc(
+        tmp_path / "p", num_train=3, num_val=1, num_pretrain=5, image_size=48, seed=2, progress=False
+    )
     ids = (root / "ImageSets" / "Segmentation" / "pretrain.txt").read_text().split()
     assert ids == [f"pretrain_{i:05d}" for i in range(5)]
     for image_id in ids:
@@ -124,7 +130,9 @@ def test_pretraining_split_has_image_labels_and_no_masks(tmp_path):
         assert parse_voc_xml(root / "Annotations" / f"{image_id}.xml").objects
         assert not (root / "SegmentationClassAug" / f"{image_id}.png").exists()
     # its images are new ones, not the training images again
-    assert (root / "JPEGImages" / "pretrain_00000.jpg").read_bytes() != (root / "JPEGImages" / "train_00000.jpg").read_bytes()
+    assert (root / "JPEGImages" / "pretrain_00000.jpg").read_bytes() != (
+        root / "JPEGImages" / "train_00000.jpg"
+    ).read_bytes()
 
 
 def test_ignore_band_separates_classes(syn):
@@ -133,8 +141,8 @@ def test_ignore_band_separates_classes(syn):
         mask = read_mask_png(root / "SegmentationClassAug" / f"{image_id}.png").astype(int)
         # no two labelled pixels of different classes touch (8-neighbourhood)
         for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):
-            a = mask[max(dy, 0):, max(dx, 0): mask.shape[1] + min(dx, 0)]
-            b = mask[: mask.shape[0] - dy, max(-dx, 0): mask.shape[1] - max(dx, 0)]
+            a = mask[max(dy, 0) :, max(dx, 0) : mask.shape[1] + min(dx, 0)]
+            b = mask[: mask.shape[0] - dy, max(-dx, 0) : mask.shape[1] - max(dx, 0)]
             clash = (a != b) & (a != 255) & (b != 255)
             assert not clash.any(), image_id
         assert (mask == 255).any()
@@ -180,11 +188,32 @@ def test_command_line(tmp_path, capsys):
     from emseg.data.__main__ import main
 
     root = tmp_path / "cli"
-    assert main(["synthetic", str(root), "--train", "5", "--val", "2", "--test", "3", "--pretrain", "4", "--size", "32",
-                 "--seed", "3"]) == 0
+    assert (
+        main(
+            [
+                "synthetic",
+                str(root),
+                "--train",
+                "5",
+                "--val",
+                "2",
+                "--test",
+                "3",
+                "--pretrain",
+                "4",
+                "--size",
+                "32",
+                "--seed",
+                "3",
+            ]
+        )
+        == 0
+    )
     assert json.loads((root / "synthetic.json").read_text())["seed"] == 3
     lists = root / "ImageSets" / "Segmentation"
-    assert [len((lists / f"{split}.txt").read_text().split()) for split in ("train_aug", "val", "test", "pretrain")] == [5, 2, 3, 4]
+    assert [
+        len((lists / f"{split}.txt").read_text().split()) for split in ("train_aug", "val", "test", "pretrain")
+    ] == [5, 2, 3, 4]
     assert main(["check", str(root), "--split", "val"]) == 0
     (root / "Annotations" / "train_00001.xml").write_text("<annotation>")
     assert main(["check", str(root)]) == 1

@@ -171,8 +171,12 @@ def test_min_visible_bounds_the_share_of_a_class_in_view():
     # least min_visible of the object, for several thresholds
     mask = np.zeros((100, 100), np.uint8)
     mask[0:40, 0:40] = 1
-    sample = {"image": COLOURS[mask], "mask": mask, "boxes": np.array([[0, 0, 40, 40, 1]], np.float32),
-              "labels": np.array([True, True])}
+    sample = {
+        "image": COLOURS[mask],
+        "mask": mask,
+        "boxes": np.array([[0, 0, 40, 40, 1]], np.float32),
+        "labels": np.array([True, True]),
+    }
     for min_visible in (0.0, 0.2, 0.5):
         t = TrainTransform(50, scale_range=(1.0, 1.0), flip=False, min_box_size=0.0, min_visible=min_visible)
         seen = set()

@@ -4,16 +4,15 @@ import math
 
 import numpy as np
 import pytest
+import reference_estep as ref
 import torch
+from conftest import CUDA_SKIP_REASON, DEVICES
+from gpu_on_cpu.backends import PARITY_DEVICES, run_on
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import emseg
 from emseg import ops
-
-import reference_estep as ref
-from conftest import CUDA_SKIP_REASON, DEVICES
-from gpu_on_cpu.backends import PARITY_DEVICES, run_on
 
 # (N, C, H, W): odd sizes, one pixel, one class, wide and tall maps, the training shapes.
 SHAPES = [
@@ -110,17 +109,13 @@ def test_em_fixed_no_foreground_present_gives_background_with_suppression():
     present = torch.zeros(3, 7, dtype=torch.bool)
     assert (ops.em_fixed(scores, present, suppress_absent=True) == 0).all()
     # background flag is implied: an all-False row behaves as [True, False, ...]
-    np.testing.assert_array_equal(
-        ops.em_fixed(scores, present).numpy(), ref.em_fixed(scores.numpy(), present.numpy())
-    )
+    np.testing.assert_array_equal(ops.em_fixed(scores, present).numpy(), ref.em_fixed(scores.numpy(), present.numpy()))
 
 
 def test_em_fixed_non_contiguous_input():
     scores = random_scores((2, 9, 11, 6), 5).permute(0, 1, 3, 2)
     present = random_present(2, 9, 5)
-    np.testing.assert_array_equal(
-        ops.em_fixed(scores, present).numpy(), ref.em_fixed(scores.numpy(), present.numpy())
-    )
+    np.testing.assert_array_equal(ops.em_fixed(scores, present).numpy(), ref.em_fixed(scores.numpy(), present.numpy()))
 
 
 def test_em_fixed_empty_batch_and_map():
@@ -159,9 +154,7 @@ def test_em_adapt_dtypes(dtype):
     scores = random_scores((2, 5, 23, 29), 11, dtype=dtype)
     present = torch.tensor([[1, 1, 0, 1, 0], [1, 0, 1, 1, 1]], dtype=torch.bool)
     labels, biases = ops.em_adapt(scores, present, fg_portion=0.15, bg_portion=0.3)
-    want_labels, want_biases = ref.em_adapt(
-        reference_input(scores), present.numpy(), fg_portion=0.15, bg_portion=0.3
-    )
+    want_labels, want_biases = ref.em_adapt(reference_input(scores), present.numpy(), fg_portion=0.15, bg_portion=0.3)
     np.testing.assert_array_equal(labels.numpy(), want_labels)
     np.testing.assert_array_equal(biases.numpy(), want_biases)
 
@@ -314,8 +307,14 @@ def test_opcheck_em_adapt(device):
         (lambda s, p: (s.int(), p), r"scores must be a floating-point tensor .* got Int"),
         (lambda s, p: (s[0], p), r"scores must be a 4-D tensor \[N, C, H, W\], got shape \[5, 7, 9\]"),
         (lambda s, p: (s[:, :0], p[:, :0]), r"scores must have at least one class"),
-        (lambda s, p: (s.index_put((torch.tensor(0),), torch.tensor(float("nan"))), p), r"scores contains NaN or infinite"),
-        (lambda s, p: (s.index_put((torch.tensor(1),), torch.tensor(float("inf"))), p), r"scores contains NaN or infinite"),
+        (
+            lambda s, p: (s.index_put((torch.tensor(0),), torch.tensor(float("nan"))), p),
+            r"scores contains NaN or infinite",
+        ),
+        (
+            lambda s, p: (s.index_put((torch.tensor(1),), torch.tensor(float("inf"))), p),
+            r"scores contains NaN or infinite",
+        ),
         (lambda s, p: (s, p.float()), r"present must have dtype Bool, got Float"),
         (lambda s, p: (s, p[:1]), r"present must have shape \[N, C\] = \[2, 5\] to match scores, got \[1, 5\]"),
         (lambda s, p: (s, p[0]), r"present must be a 2-D tensor \[N, C\]"),

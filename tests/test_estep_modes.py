@@ -71,8 +71,15 @@ def test_box_score_coords_cover_the_sampled_pixels():
     g = torch.Generator().manual_seed(0)
     n, b, H, W = 4, 5, 45, 38
     xy = torch.rand(n, b, 4, generator=g) * torch.tensor([W, H, W, H]) * 1.2 - 3
-    xy = torch.stack([xy[..., [0, 2]].min(-1).values, xy[..., [1, 3]].min(-1).values,
-                      xy[..., [0, 2]].max(-1).values, xy[..., [1, 3]].max(-1).values], -1)
+    xy = torch.stack(
+        [
+            xy[..., [0, 2]].min(-1).values,
+            xy[..., [1, 3]].min(-1).values,
+            xy[..., [0, 2]].max(-1).values,
+            xy[..., [1, 3]].max(-1).values,
+        ],
+        -1,
+    )
     xy = xy.round()  # integer corners, as VOC boxes
     cls = torch.randint(1, 6, (n, b, 1), generator=g).float()
     boxes = torch.cat([xy, cls], -1).contiguous()
@@ -237,8 +244,12 @@ def test_em_adapt_shares_are_of_the_valid_cells():
     scores[0, 2] = torch.linspace(-2, 0, 100).view(10, 10)
     valid = torch.zeros(1, 80, 80, dtype=torch.bool)
     valid[:, :40, :40] = True
-    batch = {"mask": torch.zeros(1, 80, 80, dtype=torch.int64), "labels": labels,
-             "strong": torch.tensor([False]), "valid": valid}
+    batch = {
+        "mask": torch.zeros(1, 80, 80, dtype=torch.int64),
+        "labels": labels,
+        "strong": torch.tensor([False]),
+        "valid": valid,
+    }
     target = make_targets(get_mode("em-adapt"), scores, batch, EStepConfig(), STRIDE)
     inside = target[0, :5, :5]
     assert (target[0, 5:] == IGNORE_INDEX).all() and (target[0, :5, 5:] == IGNORE_INDEX).all()

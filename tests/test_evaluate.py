@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from emseg.checkpoint import load_model_from_checkpoint
-from emseg.evaluate import evaluate, main as evaluate_main
+from emseg.evaluate import evaluate
+from emseg.evaluate import main as evaluate_main
 from emseg.inference import upsample_scores
 from emseg.metrics import ConfusionMatrix
 from emseg.train import main as train_main
@@ -51,12 +52,37 @@ def test_upsample_scores_keeps_cells_on_their_pixels():
 def checkpoint(tmp_path_factory):
     base = tmp_path_factory.mktemp("eval")
     out = base / "run"
-    train_main([
-        "--no-progress", "--synthetic-dir", str(base / "syn"), "--synthetic-train", "32",
-        "--synthetic-val", "8", "--synthetic-test", "0", "--synthetic-size", "48", "--crop-size", "48", "--batch-size", "4",
-        "--width", "8", "--workers", "0", "--mode", "full", "--iterations", "20",
-        "--output-dir", str(out), "--num-pictures", "0",
-    ])
+    train_main(
+        [
+            "--no-progress",
+            "--synthetic-dir",
+            str(base / "syn"),
+            "--synthetic-train",
+            "32",
+            "--synthetic-val",
+            "8",
+            "--synthetic-test",
+            "0",
+            "--synthetic-size",
+            "48",
+            "--crop-size",
+            "48",
+            "--batch-size",
+            "4",
+            "--width",
+            "8",
+            "--workers",
+            "0",
+            "--mode",
+            "full",
+            "--iterations",
+            "20",
+            "--output-dir",
+            str(out),
+            "--num-pictures",
+            "0",
+        ]
+    )
     return out / "checkpoint.pth", base / "syn"
 
 
@@ -76,8 +102,14 @@ def test_evaluate_with_a_stand_in_crf(checkpoint):
     model, args = load_model_from_checkpoint(str(ckpt), torch.device("cpu"))
     ds = VOCSegmentation(root, "val", transform=EvalTransform(tuple(args["mean"]), tuple(args["std"])))
     loader = torch.utils.data.DataLoader(ds, batch_size=4, collate_fn=collate)
-    plain, refined = evaluate(model, loader, ds.num_classes, torch.device("cpu"),
-                              crf=lambda unary, image: torch.softmax(-unary, 1), progress=False)
+    plain, refined = evaluate(
+        model,
+        loader,
+        ds.num_classes,
+        torch.device("cpu"),
+        crf=lambda unary, image: torch.softmax(-unary, 1),
+        progress=False,
+    )
     assert torch.equal(plain.mat, refined.mat)
 
 
@@ -101,12 +133,15 @@ def test_predict_cli(checkpoint, tmp_path):
     assert overlay.shape[0] == 48 and overlay.shape[1] > 96
 
 
-@pytest.mark.parametrize("module,argv,message", [
-    ("evaluate", ["--checkpoint", "/nonexistent.pth"], "no such file"),
-    ("evaluate", ["--checkpoint", "x", "--batch-size", "0"], "--batch-size must be >= 1"),
-    ("predict", ["--checkpoint", "/nonexistent.pth", "--input", ".", "--output", "o"], "no such file"),
-    ("predict", ["--checkpoint", "x", "--input", "/nonexistent/dir", "--output", "o"], "--input /nonexistent/dir"),
-])
+@pytest.mark.parametrize(
+    "module,argv,message",
+    [
+        ("evaluate", ["--checkpoint", "/nonexistent.pth"], "no such file"),
+        ("evaluate", ["--checkpoint", "x", "--batch-size", "0"], "--batch-size must be >= 1"),
+        ("predict", ["--checkpoint", "/nonexistent.pth", "--input", ".", "--output", "o"], "no such file"),
+        ("predict", ["--checkpoint", "x", "--input", "/nonexistent/dir", "--output", "o"], "--input /nonexistent/dir"),
+    ],
+)
 def test_cli_bad_flags(module, argv, message, capsys):
     import importlib
 

@@ -27,8 +27,11 @@ from emseg.checkpoint import load_checkpoint, save_checkpoint
 from emseg.data import make_synthetic_voc
 
 SEED = int(os.environ.get("EMSEG_FAULT_SEED", "0"))
-PROGS = {"emseg.train": "python -m emseg.train", "emseg.pretrain": "python -m emseg.pretrain",
-         "emseg.data.__main__": "python -m emseg.data"}
+PROGS = {
+    "emseg.train": "python -m emseg.train",
+    "emseg.pretrain": "python -m emseg.pretrain",
+    "emseg.data.__main__": "python -m emseg.data",
+}
 TIMEOUT_S = 120
 
 
@@ -85,8 +88,9 @@ def no_child_left():
 class Child:
     """A CLI run in a forked child; its output goes to ``log``."""
 
-    def __init__(self, module: str, argv: list, log: Path, fsize_limit: int | None = None,
-                 pause: Pause | None = None) -> None:
+    def __init__(
+        self, module: str, argv: list, log: Path, fsize_limit: int | None = None, pause: Pause | None = None
+    ) -> None:
         self.log = log
         self.pid = os.fork()
         if self.pid == 0:  # the child: never returns
@@ -233,9 +237,31 @@ PRETRAIN_ITERATIONS = 20
 
 
 def pretrain_args(base: Path, cache: Path) -> list:
-    return ["--no-progress", "--synthetic-dir", base / "syn", "--synthetic-train", 16, "--synthetic-val", 4, "--synthetic-test", 0,
-            "--synthetic-size", 32, "--synthetic-pretrain", 16, "--pretrain-iterations", PRETRAIN_ITERATIONS, "--crop-size", 32,
-            "--width", 4, "--workers", 0, "--pretrain-cache", cache]
+    return [
+        "--no-progress",
+        "--synthetic-dir",
+        base / "syn",
+        "--synthetic-train",
+        16,
+        "--synthetic-val",
+        4,
+        "--synthetic-test",
+        0,
+        "--synthetic-size",
+        32,
+        "--synthetic-pretrain",
+        16,
+        "--pretrain-iterations",
+        PRETRAIN_ITERATIONS,
+        "--crop-size",
+        32,
+        "--width",
+        4,
+        "--workers",
+        0,
+        "--pretrain-cache",
+        cache,
+    ]
 
 
 def cache_entry(cache: Path) -> dict:
@@ -271,8 +297,10 @@ def test_pretraining_interrupted_then_rerun(tmp_path, pretrain_reference, sig):
     out = stopped(child, sig, f"pretraining iteration {at}")
     assert not list(cache.glob("pretrain-*.pth"))  # nothing cached, nothing half-written
     if sig != signal.SIGKILL:
-        assert out.strip().splitlines()[-1] in (f"python -m emseg.pretrain: stopped by {sig.name}",
-                                                "python -m emseg.pretrain: interrupted")
+        assert out.strip().splitlines()[-1] in (
+            f"python -m emseg.pretrain: stopped by {sig.name}",
+            "python -m emseg.pretrain: interrupted",
+        )
         assert temporaries(cache) == []
     rerun = finished(Child("emseg.pretrain", pretrain_args(base, cache), tmp_path / "rerun.log"))
     assert "pretraining took" in rerun
@@ -296,11 +324,46 @@ ITERATIONS = 12
 
 
 def train_args(base: Path, out: Path, *extra) -> list:
-    return ["--no-progress", "--synthetic-dir", base / "syn", "--synthetic-train", 16, "--synthetic-val", 4, "--synthetic-test", 0,
-            "--synthetic-size", 32, "--synthetic-pretrain", 0, "--crop-size", 32, "--batch-size", 4, "--width", 4,
-            "--workers", 0, "--iterations", ITERATIONS, "--log-interval", 1, "--checkpoint-interval", 5,
-            "--num-pictures", 0, "--init", "scratch", "--mode", "bbox-rect", "--label-cache", base / "labels",
-            "--output-dir", out, *extra]
+    return [
+        "--no-progress",
+        "--synthetic-dir",
+        base / "syn",
+        "--synthetic-train",
+        16,
+        "--synthetic-val",
+        4,
+        "--synthetic-test",
+        0,
+        "--synthetic-size",
+        32,
+        "--synthetic-pretrain",
+        0,
+        "--crop-size",
+        32,
+        "--batch-size",
+        4,
+        "--width",
+        4,
+        "--workers",
+        0,
+        "--iterations",
+        ITERATIONS,
+        "--log-interval",
+        1,
+        "--checkpoint-interval",
+        5,
+        "--num-pictures",
+        0,
+        "--init",
+        "scratch",
+        "--mode",
+        "bbox-rect",
+        "--label-cache",
+        base / "labels",
+        "--output-dir",
+        out,
+        *extra,
+    ]
 
 
 def final_state(out: Path) -> dict:

@@ -15,15 +15,13 @@ import math
 import os
 
 import numpy as np
-import pytest
+import reference_crf
+import reference_estep as ref
 import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from emseg import ops
-
-import reference_crf
-import reference_estep as ref
 
 
 def fuzz(examples: int):
@@ -101,7 +99,11 @@ def scores_case(draw, max_side=6, max_classes=5):
     h, w = draw(st.integers(0, max_side)), draw(st.integers(0, max_side))
     dtype = draw(st.sampled_from(FLOATS * 3 + [torch.int32]))
     kind = draw(st.sampled_from(["normal", "ties", "huge", "tiny"]))
-    base = torch.zeros(n, c, h, w, dtype=dtype) if dtype == torch.int32 else random_values((n, c, h, w), dtype, kind, draw(st.integers(0, 2**16)))
+    base = (
+        torch.zeros(n, c, h, w, dtype=dtype)
+        if dtype == torch.int32
+        else random_values((n, c, h, w), dtype, kind, draw(st.integers(0, 2**16)))
+    )
     finite = draw(st.integers(0, 7)) < 7 or dtype == torch.int32
     scores = base if finite else poison(base, draw)
     valid = dtype != torch.int32 and c >= 1 and (finite or scores.numel() == 0)
@@ -130,7 +132,9 @@ def test_fuzz_em_fixed(data):
     fg, bg = data.draw(bias()), data.draw(bias())
     suppress = data.draw(st.booleans())
     valid = valid and present_ok and math.isfinite(fg) and math.isfinite(bg)
-    got = expect(lambda: ops.em_fixed(scores, present, fg, bg, suppress), valid, ["scores", "present", "fg_bias", "bg_bias"])
+    got = expect(
+        lambda: ops.em_fixed(scores, present, fg, bg, suppress), valid, ["scores", "present", "fg_bias", "bg_bias"]
+    )
     if got is not None:
         want = ref.em_fixed(reference_input(scores.contiguous()), present.numpy(), fg, bg, suppress)
         np.testing.assert_array_equal(got.numpy(), want)
@@ -146,7 +150,8 @@ def test_fuzz_em_adapt(data):
     max_iter = data.draw(st.sampled_from([100000, 3, 1, 0]))
     valid = valid and present_ok and 0 <= fg <= 1 and 0 <= bg <= 1 and max_iter >= 1
     got = expect(
-        lambda: ops.em_adapt(scores, present, fg, bg, max_iter), valid,
+        lambda: ops.em_adapt(scores, present, fg, bg, max_iter),
+        valid,
         ["scores", "present", "fg_portion", "bg_portion", "max_iter"],
     )
     if got is not None:
@@ -221,7 +226,9 @@ def test_fuzz_bbox_em_fixed(data):
     fg, bg = data.draw(bias()), data.draw(bias())
     suppress = data.draw(st.booleans())
     valid = valid and boxes_ok and math.isfinite(fg) and math.isfinite(bg)
-    got = expect(lambda: ops.bbox_em_fixed(scores, boxes, fg, bg, suppress), valid, ["scores", "boxes", "fg_bias", "bg_bias"])
+    got = expect(
+        lambda: ops.bbox_em_fixed(scores, boxes, fg, bg, suppress), valid, ["scores", "boxes", "fg_bias", "bg_bias"]
+    )
     if got is not None:
         want = ref.bbox_em_fixed(reference_input(scores.contiguous()), boxes.contiguous().numpy(), fg, bg, suppress)
         np.testing.assert_array_equal(got.numpy(), want)
@@ -253,8 +260,11 @@ def test_fuzz_permutohedral_filter(data):
     values, features = values.to(values_dtype), features.to(features_dtype)
     normalize = data.draw(st.booleans())
     valid = (
-        1 <= d <= 16 and values_dtype == torch.float32 and features_dtype == torch.float32
-        and (finite or values.numel() == 0) and (layout != "far" or p == 0)
+        1 <= d <= 16
+        and values_dtype == torch.float32
+        and features_dtype == torch.float32
+        and (finite or values.numel() == 0)
+        and (layout != "far" or p == 0)
     )
     values = with_layout(values, data.draw(st.sampled_from(LAYOUTS)))
     features = with_layout(features, data.draw(st.sampled_from(LAYOUTS)))
@@ -300,17 +310,31 @@ def test_fuzz_dense_crf(data):
         sh, sw = data.draw(st.integers(0, h + 1)), data.draw(st.integers(0, w + 1))
         sizes, sizes_ok = torch.tensor([[sh, sw]] * n, dtype=torch.int64).reshape(n, 2), (sh <= h and sw <= w) or n == 0
     valid = (
-        unary_dtype == torch.float32 and labels >= 1 and image_ok and (finite or unary.numel() == 0)
-        and all(s > 0 for s in (pos_std, bi_xy, bi_rgb)) and iterations >= 0 and sizes_ok
+        unary_dtype == torch.float32
+        and labels >= 1
+        and image_ok
+        and (finite or unary.numel() == 0)
+        and all(s > 0 for s in (pos_std, bi_xy, bi_rgb))
+        and iterations >= 0
+        and sizes_ok
         and (abs(pos_w) + abs(bi_w)) * math.sqrt(h * w) < 8.5e37  # messages finite in float32
     )
     names = ["unary", "image", "compat", "pos_std", "bi_std", "iterations", "sizes"]
     got = expect(
         lambda: ops.dense_crf(
-            unary, image, pos_w=pos_w, pos_xy_std=pos_std, bi_w=bi_w, bi_xy_std=bi_xy,
-            bi_rgb_std=bi_rgb, iterations=iterations, sizes=sizes, unary_kind=unary_kind,
+            unary,
+            image,
+            pos_w=pos_w,
+            pos_xy_std=pos_std,
+            bi_w=bi_w,
+            bi_xy_std=bi_xy,
+            bi_rgb_std=bi_rgb,
+            iterations=iterations,
+            sizes=sizes,
+            unary_kind=unary_kind,
         ),
-        valid, names,
+        valid,
+        names,
     )
     if got is None:
         return

@@ -11,20 +11,19 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import small_args
 
 import emseg.train as train_mod
 from emseg.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from emseg.cli import user_message
 from emseg.config import config_from_args
 from emseg.data import DataError, VOCSegmentation
-from emseg.data.io import parse_voc_xml
 from emseg.data.__main__ import main as data_main
+from emseg.data.io import parse_voc_xml
 from emseg.evaluate import main as evaluate_main
 from emseg.metrics import MetricsLog
 from emseg.optim import SpikeGuard
 from emseg.train import main as train_main
-
-from conftest import small_args
 
 
 @pytest.fixture(scope="module")
@@ -42,30 +41,39 @@ def copy_of(root: Path, tmp_path: Path) -> Path:
 
 
 def run_cli(module: str, *argv, env=None, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", module, *map(str, argv)], capture_output=True, text=True,
-                          timeout=300, env=dict(os.environ, **(env or {})), cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", module, *map(str, argv)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, **(env or {})),
+        cwd=cwd,
+    )
 
 
 # ---- 1, 12: flags that cannot work are refused up front ---------------------------------------
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--lr", "nan"], "--lr must be a finite number, got nan"),
-    (["--lr", "inf"], "--lr must be a finite number, got inf"),
-    (["--momentum", "nan"], "--momentum must be a finite number"),
-    (["--fg-bias", "nan"], "--fg-bias must be a finite number"),
-    (["--crf-bi-w", "inf"], "--crf-bi-w must be a finite number"),
-    (["--device", "tpu"], "--device tpu: not a device"),
-    (["--train-split", "no_such_split"], "--train-split no_such_split: the synthetic set has the splits"),
-    (["--crop-size", "100000"], "--crop-size 100000 with --batch-size 8 needs"),
-    (["--crf-pos-xy-std", "0", "--eval-crf"], "--crf-pos-xy-std must be > 0"),
-    (["--crf-iterations", "-1"], "--crf-iterations must be >= 0"),
-    (["--init", "nowhere.pth"], "--init nowhere.pth"),
-    (["--context", "1"], "--context 1"),
-    (["--context", "a,b"], "--context a,b"),
-    (["--pretrain-iterations", "0"], "--pretrain-iterations"),
-    (["--synthetic-pretrain", "0"], "--synthetic-pretrain 0"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--lr", "nan"], "--lr must be a finite number, got nan"),
+        (["--lr", "inf"], "--lr must be a finite number, got inf"),
+        (["--momentum", "nan"], "--momentum must be a finite number"),
+        (["--fg-bias", "nan"], "--fg-bias must be a finite number"),
+        (["--crf-bi-w", "inf"], "--crf-bi-w must be a finite number"),
+        (["--device", "tpu"], "--device tpu: not a device"),
+        (["--train-split", "no_such_split"], "--train-split no_such_split: the synthetic set has the splits"),
+        (["--crop-size", "100000"], "--crop-size 100000 with --batch-size 8 needs"),
+        (["--crf-pos-xy-std", "0", "--eval-crf"], "--crf-pos-xy-std must be > 0"),
+        (["--crf-iterations", "-1"], "--crf-iterations must be >= 0"),
+        (["--init", "nowhere.pth"], "--init nowhere.pth"),
+        (["--context", "1"], "--context 1"),
+        (["--context", "a,b"], "--context a,b"),
+        (["--pretrain-iterations", "0"], "--pretrain-iterations"),
+        (["--synthetic-pretrain", "0"], "--synthetic-pretrain 0"),
+    ],
+)
 def test_flags_refused_before_training(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
         config_from_args(argv)
@@ -86,11 +94,14 @@ def test_unknown_split_of_a_voc_root(synthetic, capsys):
     assert "--val-split nope: no image list for split 'nope'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--device", "tpu"], "--device tpu: not a device"),
-    (["--crf", "--crf-bi-xy-std", "-1"], "--crf-bi-xy-std must be > 0"),
-    (["--crf-pos-w", "nan"], "--crf-pos-w must be a finite number"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--device", "tpu"], "--device tpu: not a device"),
+        (["--crf", "--crf-bi-xy-std", "-1"], "--crf-bi-xy-std must be > 0"),
+        (["--crf-pos-w", "nan"], "--crf-pos-w must be a finite number"),
+    ],
+)
 def test_evaluate_flags(trained, argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
         evaluate_main(["--checkpoint", str(trained), "--workers", "0", "--no-progress", *argv])
@@ -117,11 +128,16 @@ def loss_spoiled_at(monkeypatch, bad) -> None:
 def test_a_non_finite_loss_rolls_back_with_a_lower_learning_rate(synthetic, tmp_path, monkeypatch):
     loss_spoiled_at(monkeypatch, lambda n: float("nan") if n == 5 else None)
     out = tmp_path / "run"
-    summary = train_main(small_args(synthetic, out, **{"--mode": "full", "--iterations": 8, "--checkpoint-interval": 2,
-                                                       "--log-interval": 3}))
+    summary = train_main(
+        small_args(
+            synthetic, out, **{"--mode": "full", "--iterations": 8, "--checkpoint-interval": 2, "--log-interval": 3}
+        )
+    )
     assert summary["rollbacks"] == 1 and summary["skipped_steps"] == 1
-    assert ("it 5: the loss is not finite; rolled back to the last snapshot with the learning rate x0.5"
-            in (out / "train.log").read_text())
+    assert (
+        "it 5: the loss is not finite; rolled back to the last snapshot with the learning rate x0.5"
+        in (out / "train.log").read_text()
+    )
     ckpt = load_checkpoint(out / "checkpoint.pth")
     assert ckpt["iteration"] == 8 and ckpt["guard"]["lr_scale"] == 0.5
     assert all(torch.isfinite(p).all() for p in ckpt["model"].values())
@@ -131,8 +147,13 @@ def test_a_loss_that_stays_non_finite_stops_the_run(synthetic, tmp_path, monkeyp
     loss_spoiled_at(monkeypatch, lambda n: float("nan") if n >= 5 else None)
     out = tmp_path / "run"
     with pytest.raises(FloatingPointError, match="the loss is not finite at iteration 8 after 3 roll-back"):
-        train_main(small_args(synthetic, out, **{"--mode": "full", "--iterations": 12, "--checkpoint-interval": 2,
-                                                 "--log-interval": 3}))
+        train_main(
+            small_args(
+                synthetic,
+                out,
+                **{"--mode": "full", "--iterations": 12, "--checkpoint-interval": 2, "--log-interval": 3},
+            )
+        )
     ckpt = load_checkpoint(out / "checkpoint.pth")
     assert ckpt["iteration"] == 6  # steps 5 and 6 were rolled back: the weights of iteration 4
     assert all(torch.isfinite(p).all() for p in ckpt["model"].values())
@@ -191,8 +212,11 @@ def test_log_rows_count_the_clipped_steps_and_the_estep_foreground(synthetic, tm
 
     monkeypatch.setattr(train_mod, "make_targets", counted)
     out = tmp_path / "run"
-    train_main(small_args(synthetic, out, **{"--mode": "em-adapt", "--iterations": 4, "--log-interval": 4,
-                                             "--clip-grad": 1e-9}))
+    train_main(
+        small_args(
+            synthetic, out, **{"--mode": "em-adapt", "--iterations": 4, "--log-interval": 4, "--clip-grad": 1e-9}
+        )
+    )
     fg, cells = map(sum, zip(*shares))
     text = (out / "train.log").read_text()
     assert f"E-step foreground {100 * fg / cells:.0f} %" in text and "clipped 4/4" in text
@@ -201,8 +225,11 @@ def test_log_rows_count_the_clipped_steps_and_the_estep_foreground(synthetic, tm
 def test_diverging_parameters_are_never_saved(synthetic, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(FloatingPointError, match="not finite"):
-        train_main(small_args(synthetic, out, **{"--mode": "full", "--lr": 1e30, "--checkpoint-interval": 1,
-                                                 "--iterations": 10}))
+        train_main(
+            small_args(
+                synthetic, out, **{"--mode": "full", "--lr": 1e30, "--checkpoint-interval": 1, "--iterations": 10}
+            )
+        )
     if (out / "checkpoint.pth").exists():
         ckpt = load_checkpoint(out / "checkpoint.pth")
         assert all(torch.isfinite(p).all() for p in ckpt["model"].values())
@@ -222,7 +249,7 @@ def edit_xml(root: Path, image_id: str, old: str, new: str) -> Path:
 def first_box_tag(root: Path, image_id: str, tag: str) -> str:
     text = (root / "Annotations" / f"{image_id}.xml").read_text()
     start = text.index(f"<{tag}>")
-    return text[start:text.index(f"</{tag}>", start) + len(tag) + 3]
+    return text[start : text.index(f"</{tag}>", start) + len(tag) + 3]
 
 
 def test_nan_box_is_a_data_error(synthetic, tmp_path):
@@ -233,8 +260,13 @@ def test_nan_box_is_a_data_error(synthetic, tmp_path):
     assert data_main(["check", str(root), "--split", "train_aug"]) == 1
     for mode in ("bbox-rect", "bbox-em-fixed"):
         with pytest.raises(DataError, match="train_00003.xml"):
-            train_main(small_args(root, tmp_path / mode, **{"--data-root": root, "--mode": mode,
-                                                          "--train-split": "train_aug", "--val-split": "val"}))
+            train_main(
+                small_args(
+                    root,
+                    tmp_path / mode,
+                    **{"--data-root": root, "--mode": mode, "--train-split": "train_aug", "--val-split": "val"},
+                )
+            )
 
 
 def test_box_outside_the_image_and_wrong_size(synthetic, tmp_path):
@@ -282,12 +314,15 @@ def test_resume_from_an_empty_dict(synthetic, tmp_path):
         train_main(small_args(synthetic, tmp_path / "run", **{"--resume": tmp_path / "e.pth"}))
 
 
-@pytest.mark.parametrize("extra,message", [
-    ({"--mode": "em-adapt"}, "--mode 'em-fixed' -> 'em-adapt'"),
-    ({"--seed": 3}, "--seed 0 -> 3"),
-    ({"--iterations": 2}, "--iterations 4 -> 2"),
-    ({"--fg-bias": 6.0}, "--fg-bias 4.0 -> 6.0"),
-])
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        ({"--mode": "em-adapt"}, "--mode 'em-fixed' -> 'em-adapt'"),
+        ({"--seed": 3}, "--seed 0 -> 3"),
+        ({"--iterations": 2}, "--iterations 4 -> 2"),
+        ({"--fg-bias": 6.0}, "--fg-bias 4.0 -> 6.0"),
+    ],
+)
 def test_resume_refuses_a_changed_run(synthetic, trained, tmp_path, extra, message):
     with pytest.raises(ValueError, match="resume with the same settings") as exc:
         train_main(small_args(synthetic, tmp_path / "run", **{"--mode": "em-fixed", "--resume": trained, **extra}))
@@ -298,7 +333,9 @@ def test_resume_of_a_finished_run(synthetic, tmp_path):
     out = tmp_path / "run"
     train_main(small_args(synthetic, out, **{"--mode": "full", "--iterations": 2}))
     with pytest.raises(ValueError, match="at iteration 2 of 2: nothing is left to train"):
-        train_main(small_args(synthetic, out, **{"--mode": "full", "--iterations": 2, "--resume": out / "checkpoint.pth"}))
+        train_main(
+            small_args(synthetic, out, **{"--mode": "full", "--iterations": 2, "--resume": out / "checkpoint.pth"})
+        )
 
 
 # ---- 11: bad checkpoints and data errors reach the user as one line ---------------------------
@@ -325,7 +362,8 @@ def test_cli_errors_are_one_line(trained, synthetic, tmp_path):
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.strip().splitlines() == [
         f"python -m emseg.evaluate: error: {tmp_path / 'empty.pth'}: the file is empty, not a checkpoint "
-        "(EMSEG_DEBUG=1 shows the traceback)"]
+        "(EMSEG_DEBUG=1 shows the traceback)"
+    ]
     debug = run_cli("emseg.evaluate", "--checkpoint", tmp_path / "empty.pth", env={"EMSEG_DEBUG": "1"})
     assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr
 
@@ -334,8 +372,18 @@ def test_data_loader_worker_errors_are_one_line(synthetic, tmp_path):
     """A broken image found by a DataLoader worker: one line naming the file, no traceback."""
     root = copy_of(synthetic, tmp_path)
     (root / "JPEGImages" / "train_00005.jpg").write_bytes(b"not a jpeg")
-    argv = small_args(root, tmp_path / "run", **{"--data-root": root, "--mode": "full", "--workers": 1,
-                                                 "--iterations": 20, "--train-split": "train_aug", "--val-split": "val"})
+    argv = small_args(
+        root,
+        tmp_path / "run",
+        **{
+            "--data-root": root,
+            "--mode": "full",
+            "--workers": 1,
+            "--iterations": 20,
+            "--train-split": "train_aug",
+            "--val-split": "val",
+        },
+    )
     proc = run_cli("emseg.train", *argv, cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr[-2000:]
     last = proc.stderr.strip().splitlines()[-1]
@@ -344,8 +392,10 @@ def test_data_loader_worker_errors_are_one_line(synthetic, tmp_path):
 
 
 def test_user_message_of_a_worker_error():
-    worker = RuntimeError("Caught DataError in DataLoader worker process 0.\nOriginal Traceback (most recent "
-                          "call last):\n  File \"x.py\", line 1\nemseg.data.io.DataError: /d/a.jpg: cannot decode")
+    worker = RuntimeError(
+        "Caught DataError in DataLoader worker process 0.\nOriginal Traceback (most recent "
+        'call last):\n  File "x.py", line 1\nemseg.data.io.DataError: /d/a.jpg: cannot decode'
+    )
     assert user_message(worker) == "/d/a.jpg: cannot decode"
     bug = RuntimeError("Caught IndexError in DataLoader worker process 0.\nOriginal Traceback ...\nIndexError: x")
     assert user_message(bug) is None and user_message(KeyError("k")) is None
@@ -355,8 +405,10 @@ def test_user_message_of_a_worker_error():
 
 
 def test_metrics_header_is_on_disk_before_the_first_row(tmp_path):
-    killed = ("import os, sys; from pathlib import Path; from emseg.metrics import MetricsLog; "
-              "log = MetricsLog(Path(sys.argv[1]), enabled=True); os._exit(9)")  # killed before its first row
+    killed = (
+        "import os, sys; from pathlib import Path; from emseg.metrics import MetricsLog; "
+        "log = MetricsLog(Path(sys.argv[1]), enabled=True); os._exit(9)"
+    )  # killed before its first row
     assert subprocess.run([sys.executable, "-c", killed, str(tmp_path)], timeout=120).returncode == 9
     log = MetricsLog(tmp_path, enabled=True)
     log.write(iteration=1, loss=0.5, lr=0.1, seconds=1.0)
@@ -371,14 +423,18 @@ def test_metrics_of_a_resumed_run_equal_an_uninterrupted_one(synthetic, tmp_path
     train_main(small_args(synthetic, tmp_path / "split", **common, **{"--stop-after": 4}))
     with open(tmp_path / "split" / "metrics.csv", "a") as f:  # a row the killed run wrote after its checkpoint
         f.write("6,9.9,0.01,1.0,,\n")
-    train_main(small_args(synthetic, tmp_path / "split", **common, **{"--resume": tmp_path / "split" / "checkpoint.pth"}))
+    train_main(
+        small_args(synthetic, tmp_path / "split", **common, **{"--resume": tmp_path / "split" / "checkpoint.pth"})
+    )
 
     def rows(run):
         with open(tmp_path / run / "metrics.csv", newline="") as f:
             return list(csv.DictReader(f))
 
     straight, split = rows("straight"), rows("split")
-    assert [(r["iteration"], r["loss"], r["lr"]) for r in split] == [(r["iteration"], r["loss"], r["lr"]) for r in straight]
+    assert [(r["iteration"], r["loss"], r["lr"]) for r in split] == [
+        (r["iteration"], r["loss"], r["lr"]) for r in straight
+    ]
     seconds = [float(r["seconds"]) for r in split if r["seconds"]]
     assert seconds == sorted(seconds) and len(seconds) == 3
 
@@ -389,4 +445,3 @@ def test_stale_temporary_checkpoints_are_removed(tmp_path):
     save_checkpoint({"iteration": 1}, tmp_path / "checkpoint.pth")
     assert not stale.exists() and load_checkpoint(tmp_path / "checkpoint.pth")["iteration"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pth"]
-

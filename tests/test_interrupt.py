@@ -12,10 +12,9 @@ import textwrap
 import time
 
 import pytest
+from conftest import CUDA_SKIP_REASON
 
 import emseg
-
-from conftest import CUDA_SKIP_REASON
 
 # Seconds from SIGINT to the child's exit before the test calls it a hang.
 BOUND_S = 5.0

@@ -5,14 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-import emseg
-from emseg.ops import permutohedral_filter
-
 from conftest import DEVICES
 from gpu_on_cpu.backends import KERNEL_DEVICES, run_on
 from reference_crf import gaussian_filter
 
+import emseg
+from emseg.ops import permutohedral_filter
 
 # Approximation error of the normalised lattice filter against exact Gaussian filtering, for P = 400
 # points uniform in a cube of side 2 (standard deviations), values = a smooth signal and unit white
@@ -60,15 +58,11 @@ def test_raw_response_is_linear_and_normalises(device):
     ft, vt = torch.from_numpy(f).to(device), torch.from_numpy(v).to(device)
     u = torch.randn_like(vt)
     raw = permutohedral_filter(2.0 * vt - 3.0 * u, ft, normalize=False)
-    expected = 2.0 * permutohedral_filter(vt, ft, normalize=False) - 3.0 * permutohedral_filter(
-        u, ft, normalize=False
-    )
+    expected = 2.0 * permutohedral_filter(vt, ft, normalize=False) - 3.0 * permutohedral_filter(u, ft, normalize=False)
     torch.testing.assert_close(raw, expected, rtol=1e-4, atol=1e-4)
     ones = permutohedral_filter(torch.ones_like(vt[:, :1]), ft, normalize=False)
     assert (ones > 0).all()
-    torch.testing.assert_close(
-        permutohedral_filter(vt, ft), permutohedral_filter(vt, ft, normalize=False) / ones
-    )
+    torch.testing.assert_close(permutohedral_filter(vt, ft), permutohedral_filter(vt, ft, normalize=False) / ones)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -167,7 +161,10 @@ def _thread_count_cases():
     for p, v, d in [(2000, 1, 2), (2000, 4, 5), (2000, 5, 3), (3000, 9, 5), (5000, 21, 5), (300, 2, 16), (20000, 3, 5)]:
         f, x = torch.rand(p, d, generator=g) * 4, torch.randn(p, v, generator=g)
         for normalize in (True, False):
-            yield f"lattice-P{p}-V{v}-D{d}-{normalize}", lambda f=f, x=x, n=normalize: emseg.ops.permutohedral_filter(x, f, n)
+            yield (
+                f"lattice-P{p}-V{v}-D{d}-{normalize}",
+                lambda f=f, x=x, n=normalize: emseg.ops.permutohedral_filter(x, f, n),
+            )
     f, x = torch.rand(3, 700, 5, generator=g) * 3, torch.randn(3, 700, 6, generator=g)
     yield "lattice-batched", lambda: emseg.ops.permutohedral_filter(x, f)
     yield "lattice-adjoint", lambda: torch.ops.emseg.permutohedral_filter_backward(x, f, True)
@@ -182,8 +179,11 @@ def _thread_count_cases():
     yield "crf-matrix-compat", lambda: emseg.ops.dense_crf(u[:, :5].contiguous(), image, compat=compat)
     mu = torch.stack([-3 * torch.eye(21), -4 * torch.eye(21)])
     grad = torch.randn(u.shape, generator=g)
-    yield "crf-gradient", lambda: torch.ops.emseg.dense_crf_backward(
-        grad, u, image, mu, [3.0, 3.0], [121.0, 121.0, 5.0, 5.0, 5.0], 10, None, False
+    yield (
+        "crf-gradient",
+        lambda: torch.ops.emseg.dense_crf_backward(
+            grad, u, image, mu, [3.0, 3.0], [121.0, 121.0, 5.0, 5.0, 5.0], 10, None, False
+        ),
     )
     scores = torch.randn(4, 21, 65, 47, generator=g)
     present = torch.rand(4, 21, generator=g) < 0.3
@@ -230,9 +230,20 @@ def test_eight_lane_embedding_has_the_bits_of_embed_point(tmp_path):
     if not cxx[0]:
         pytest.skip("no C++ compiler: CXX is unset and g++ is not on PATH")
     exe = tmp_path / "embed_points8_check"
-    build = subprocess.run(cxx + ["-O3", "-std=c++20", "-I", os.path.join(root, "csrc"),
-                                  os.path.join(root, "tests", "native", "embed_points8_check.cpp"),
-                                  "-o", str(exe)], capture_output=True, text=True)
+    build = subprocess.run(
+        cxx
+        + [
+            "-O3",
+            "-std=c++20",
+            "-I",
+            os.path.join(root, "csrc"),
+            os.path.join(root, "tests", "native", "embed_points8_check.cpp"),
+            "-o",
+            str(exe),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert build.returncode == 0, build.stdout + build.stderr
     run = subprocess.run([str(exe)], capture_output=True, text=True)
     if run.returncode == 77:

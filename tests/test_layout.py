@@ -64,14 +64,16 @@ def test_emseg_imports_at_the_top(name):
 
 
 def test_no_import_cycle():
-    graph = {name: {m for mods, _, _ in imports_of(name) for m in mods if m in MODULES and m != name} for name in MODULES}
+    graph = {
+        name: {m for mods, _, _ in imports_of(name) for m in mods if m in MODULES and m != name} for name in MODULES
+    }
     state: dict[str, int] = {}  # 1: on the current path, 2: done
 
     def visit(node: str, path: list[str]) -> None:
         state[node] = 1
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                cycle = path[path.index(nxt):] + [nxt] if nxt in path else [node, nxt]
+                cycle = path[path.index(nxt) :] + [nxt] if nxt in path else [node, nxt]
                 pytest.fail("import cycle: " + " -> ".join(cycle))
             if nxt not in state:
                 visit(nxt, path + [nxt])

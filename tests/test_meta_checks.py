@@ -35,7 +35,9 @@ def with_value(t, index, value):
     return t
 
 
-def crf_args(unary=None, image=None, compat=None, pos=(3.0, 3.0), bi=(60.0, 60.0, 5.0, 5.0, 5.0), iterations=1, sizes=None):
+def crf_args(
+    unary=None, image=None, compat=None, pos=(3.0, 3.0), bi=(60.0, 60.0, 5.0, 5.0, 5.0), iterations=1, sizes=None
+):
     unary = torch.rand(1, 3, 6, 7, generator=torch.Generator().manual_seed(1)) if unary is None else unary
     image = torch.zeros(1, 3, 6, 7, dtype=torch.uint8) if image is None else image
     labels = unary.shape[1] if unary.dim() == 4 else 3
@@ -206,7 +208,14 @@ def test_fake_kernel_checks_what_the_cpu_kernel_checks(name):
     assert fake == real, f"{name}: CPU kernel {real}, fake kernel {fake}"
     # Every case not named "-ok"/"-empty"/... is a check: make sure it does reject.
     expect_ok = name.split("-", 1)[1] in {
-        "ok", "empty", "float16", "no-boxes", "double-boxes", "batched", "sizes", "zero-iterations"
+        "ok",
+        "empty",
+        "float16",
+        "no-boxes",
+        "double-boxes",
+        "batched",
+        "sizes",
+        "zero-iterations",
     }
     assert real[0] == ("ok" if expect_ok else "error"), f"{name}: {real}"
 
@@ -219,11 +228,26 @@ def test_value_checks_run_in_the_native_kernels_only(name):
 
 
 DEVICE_MIXES = {
-    "em_fixed-present": (lambda d: em_fixed_args(p=present().to(d)), "em_fixed: present must be on the same device as scores"),
-    "em_adapt-present": (lambda d: em_adapt_args(p=present().to(d)), "em_adapt: present must be on the same device as scores"),
-    "bbox_em_fixed-boxes": (lambda d: bbox_em_fixed_args(b=boxes().to(d)), "bbox_em_fixed: boxes must be on the same device as scores"),
-    "lattice-features": (lambda d: lattice_args(features=torch.rand(5, 3, device=d)), "features must be on the same device as values"),
-    "crf-image": (lambda d: crf_args(image=torch.zeros(1, 3, 6, 7, dtype=torch.uint8, device=d)), "image must be on the same device as unary"),
+    "em_fixed-present": (
+        lambda d: em_fixed_args(p=present().to(d)),
+        "em_fixed: present must be on the same device as scores",
+    ),
+    "em_adapt-present": (
+        lambda d: em_adapt_args(p=present().to(d)),
+        "em_adapt: present must be on the same device as scores",
+    ),
+    "bbox_em_fixed-boxes": (
+        lambda d: bbox_em_fixed_args(b=boxes().to(d)),
+        "bbox_em_fixed: boxes must be on the same device as scores",
+    ),
+    "lattice-features": (
+        lambda d: lattice_args(features=torch.rand(5, 3, device=d)),
+        "features must be on the same device as values",
+    ),
+    "crf-image": (
+        lambda d: crf_args(image=torch.zeros(1, 3, 6, 7, dtype=torch.uint8, device=d)),
+        "image must be on the same device as unary",
+    ),
 }
 
 

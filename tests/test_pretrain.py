@@ -14,11 +14,11 @@ import torch
 
 from emseg import pretrain as P
 from emseg.config import config_from_args
-from emseg.presets import cpu_iterations, working_scale
 from emseg.data import make_synthetic_voc
 from emseg.data.image_labels import ImageLabelSet
 from emseg.inference import predict_batch
 from emseg.models import DeepLabSmall, build_model, context_for_crop
+from emseg.presets import cpu_iterations, working_scale
 
 TINY = P.PretrainConfig(width=4, size=48, iterations=12, batch_size=4, context=(0, 1))
 FILL = (124, 116, 104)
@@ -74,10 +74,24 @@ def test_cache_key_follows_data_and_every_setting(pre_root, tmp_path):
     data = ImageLabelSet(pre_root, "pretrain", 48, FILL)
     key = P.cache_key(TINY, data.digest, data.class_names)
     assert key == P.cache_key(replace(TINY), data.digest, data.class_names)
-    changed = {"model": "deeplab-largefov", "width": 5, "context": (1, 1), "size": 40, "iterations": 13, "batch_size": 5,
-               "lr": 0.03, "momentum": 0.8, "weight_decay": 1e-4, "lse_r": 3.0, "scale_min": 0.8, "seed": 1}
+    changed = {
+        "model": "deeplab-largefov",
+        "width": 5,
+        "context": (1, 1),
+        "size": 40,
+        "iterations": 13,
+        "batch_size": 5,
+        "lr": 0.03,
+        "momentum": 0.8,
+        "weight_decay": 1e-4,
+        "lse_r": 3.0,
+        "scale_min": 0.8,
+        "seed": 1,
+    }
     assert set(changed) == {f for f in TINY.__dataclass_fields__}
-    keys = {P.cache_key(replace(TINY, **{name: value}), data.digest, data.class_names) for name, value in changed.items()}
+    keys = {
+        P.cache_key(replace(TINY, **{name: value}), data.digest, data.class_names) for name, value in changed.items()
+    }
     assert len(keys) == len(changed) and key not in keys
     assert P.cache_key(TINY, data.digest, data.class_names[:-1] + ("other",)) != key
 
@@ -118,7 +132,9 @@ def test_load_pretrained_copies_weights_and_refuses_another_model(pre_root, tmp_
     fresh = build_model("small", 7, width=4, context=(0, 1))
     before = fresh.classifier.weight.clone()
     P.load_pretrained(fresh, path, classifier=False)
-    assert torch.equal(fresh.classifier.weight, before) and torch.equal(fresh.backbone[0].weight, state["backbone.0.weight"])
+    assert torch.equal(fresh.classifier.weight, before) and torch.equal(
+        fresh.backbone[0].weight, state["backbone.0.weight"]
+    )
     with pytest.raises(ValueError, match="does not fit this model"):
         P.load_pretrained(build_model("small", 7, width=4, context=(1, 1)), path)
 
@@ -198,9 +214,14 @@ def test_cpu_preset_sizes_the_run_from_the_images(tmp_path, capsys):
     assert (cfg.preset, cfg.model, cfg.crop_size, cfg.mode) == ("cpu", "small", 64, "em-adapt")
     assert cfg.input_scale == pytest.approx(expected) and cfg.context == (0, 1)
     assert cfg.iterations == 1500  # 6 images: the schedule's floor (30 passes would be 23 iterations)
-    assert config_from_args(["--data-root", str(root), "--train-split", "train_aug", "--iterations", "7"]).iterations == 7
+    assert (
+        config_from_args(["--data-root", str(root), "--train-split", "train_aug", "--iterations", "7"]).iterations == 7
+    )
     assert [cpu_iterations(n, 8) for n in (6, 400, 1000, 10582)] == [1500, 1500, 3750, 6000]
-    assert config_from_args(["--data-root", str(root), "--train-split", "train_aug", "--input-scale", "0.5"]).input_scale == 0.5
+    assert (
+        config_from_args(["--data-root", str(root), "--train-split", "train_aug", "--input-scale", "0.5"]).input_scale
+        == 0.5
+    )
     with pytest.raises(SystemExit):
         config_from_args(["--data-root", str(root), "--train-split", "train_aug", "--input-scale", "0"])
     assert "--input-scale" in capsys.readouterr().err
@@ -208,12 +229,22 @@ def test_cpu_preset_sizes_the_run_from_the_images(tmp_path, capsys):
 
 def test_training_pretrains_once_then_uses_the_cache(tmp_path):
     from conftest import base_args
+
     from emseg.train import main as train_main
 
     root, cache = tmp_path / "syn", tmp_path / "pretrain-cache"
-    flags = {"--synthetic-train": 8, "--synthetic-val": 2, "--synthetic-size": 48, "--crop-size": 48, "--iterations": 2,
-             "--init": "pretrain", "--synthetic-pretrain": 12, "--pretrain-iterations": 6, "--mode": "em-adapt",
-             "--pretrain-cache": cache}
+    flags = {
+        "--synthetic-train": 8,
+        "--synthetic-val": 2,
+        "--synthetic-size": 48,
+        "--crop-size": 48,
+        "--iterations": 2,
+        "--init": "pretrain",
+        "--synthetic-pretrain": 12,
+        "--pretrain-iterations": 6,
+        "--mode": "em-adapt",
+        "--pretrain-cache": cache,
+    }
     train_main(base_args(root, tmp_path / "a", **flags))
     made = list(cache.glob("pretrain-small-*.pth"))
     first = (tmp_path / "a" / "train.log").read_text()
@@ -258,6 +289,7 @@ def test_a_pretraining_that_learnt_nothing_is_not_used(tmp_path, monkeypatch):
     """A start whose image-label mAP is the prior's: the run warns, records it, and trains from the
     random weights of --init scratch (the same network at the end)."""
     from conftest import base_args
+
     from emseg.train import main as train_main
 
     def no_better_than_prior(root, split, cfg, cache_dir, device, build=True, health_split=None):
@@ -265,9 +297,17 @@ def test_a_pretraining_that_learnt_nothing_is_not_used(tmp_path, monkeypatch):
 
     monkeypatch.setattr(P, "pretrained_start", no_better_than_prior)
     root = tmp_path / "syn"
-    flags = {"--synthetic-train": 24, "--synthetic-val": 8, "--synthetic-size": 48, "--crop-size": 48, "--iterations": 3,
-             "--mode": "em-adapt"}
-    summary = train_main(base_args(root, tmp_path / "a", **flags, **{"--init": "pretrain", "--pretrain-split": "train_aug"}))
+    flags = {
+        "--synthetic-train": 24,
+        "--synthetic-val": 8,
+        "--synthetic-size": 48,
+        "--crop-size": 48,
+        "--iterations": 3,
+        "--mode": "em-adapt",
+    }
+    summary = train_main(
+        base_args(root, tmp_path / "a", **flags, **{"--init": "pretrain", "--pretrain-split": "train_aug"})
+    )
     log = (tmp_path / "a" / "train.log").read_text()
     assert "the pretraining did not learn" in log and "random weights" in log
     assert summary["pretraining"]["learnt"] is False and summary["pretraining"]["map"] == pytest.approx(0.31)

@@ -11,13 +11,11 @@ import textwrap
 
 import numpy as np
 import pytest
-import torch
+from conftest import DEVICES
+from test_crf import sample_image, unary_for
 
 import emseg.pydensecrf.densecrf as edcrf
 import emseg.pydensecrf.utils as eutils
-
-from conftest import DEVICES
-from test_crf import sample_image, unary_for
 
 try:
     import pydensecrf.densecrf as pdcrf
@@ -56,8 +54,15 @@ def random_unary(labels: int, n: int, rng) -> np.ndarray:
 
 
 def test_constants_are_pydensecrfs():
-    for name in ("CONST_KERNEL", "DIAG_KERNEL", "FULL_KERNEL", "NO_NORMALIZATION",
-                 "NORMALIZE_BEFORE", "NORMALIZE_AFTER", "NORMALIZE_SYMMETRIC"):
+    for name in (
+        "CONST_KERNEL",
+        "DIAG_KERNEL",
+        "FULL_KERNEL",
+        "NO_NORMALIZATION",
+        "NORMALIZE_BEFORE",
+        "NORMALIZE_AFTER",
+        "NORMALIZE_SYMMETRIC",
+    ):
         assert int(getattr(edcrf, name)) == int(getattr(pdcrf, name)), name
         assert getattr(edcrf, name).name == name
 
@@ -72,8 +77,16 @@ UTILS_CASES = [
     ("unary_from_labels", lambda: (_labels((3, 4, 5), 6, 2), 5, 0.9), {"zero_unsure": True}),
     ("compute_unary", lambda: (_labels((6, 5), 3, 3), 2), {}),
     ("unary_from_softmax", lambda: (np.random.default_rng(4).dirichlet(np.ones(3), (8, 5)).transpose(2, 0, 1),), {}),
-    ("unary_from_softmax", lambda: (np.random.default_rng(5).dirichlet(np.ones(4), (6, 7)).T.astype(np.float32),), {"scale": 0.8}),
-    ("unary_from_softmax", lambda: (np.random.default_rng(6).dirichlet(np.ones(2), (3, 4, 5)).transpose(3, 0, 1, 2),), {"scale": 1, "clip": None}),
+    (
+        "unary_from_softmax",
+        lambda: (np.random.default_rng(5).dirichlet(np.ones(4), (6, 7)).T.astype(np.float32),),
+        {"scale": 0.8},
+    ),
+    (
+        "unary_from_softmax",
+        lambda: (np.random.default_rng(6).dirichlet(np.ones(2), (3, 4, 5)).transpose(3, 0, 1, 2),),
+        {"scale": 1, "clip": None},
+    ),
     ("unary_from_softmax", lambda: (np.random.default_rng(7).dirichlet(np.ones(5), 20).T,), {"clip": 0.05}),
     ("softmax_to_unary", lambda: (np.random.default_rng(8).dirichlet(np.ones(3), (5, 5)).T,), {}),
     ("softmax_to_unary", lambda: (np.random.default_rng(9).dirichlet(np.ones(3), (5, 5)).T,), {"GT_PROB": 0.6}),
@@ -84,7 +97,11 @@ UTILS_CASES = [
     ("create_pairwise_bilateral", lambda: ((5, 7), 3.5, sample_image("coffee", 12, 9)), {"chdim": 2}),
     ("create_pairwise_bilateral", lambda: ((10, 10), (5,), gray_image("camera", 16, 16)), {}),
     ("create_pairwise_bilateral", lambda: ((2, 3), (4, 5), _labels((2, 6, 7), 255, 10).astype(np.uint8)), {"chdim": 0}),
-    ("create_pairwise_bilateral", lambda: ((2, 3, 4), 9, _labels((4, 5, 6, 2), 100, 11).astype(np.float64)), {"chdim": 3}),
+    (
+        "create_pairwise_bilateral",
+        lambda: ((2, 3, 4), 9, _labels((4, 5, 6, 2), 100, 11).astype(np.float64)),
+        {"chdim": 3},
+    ),
 ]
 
 
@@ -123,10 +140,7 @@ def random_terms(dim: int, n: int, seed: int):
     """Two terms (dimensions dim and max(1, dim // 2)) over n points whose kernels overlap."""
     rng = np.random.default_rng(seed)
     spread = n ** (1.0 / dim) / 2.0  # about two neighbours per unit of feature distance
-    return [
-        np.ascontiguousarray(rng.uniform(0, spread, size=(d, n)), np.float32)
-        for d in (dim, max(1, dim // 2))
-    ]
+    return [np.ascontiguousarray(rng.uniform(0, spread, size=(d, n)), np.float32) for d in (dim, max(1, dim // 2))]
 
 
 def compat_of(kind: str, labels: int, rng):
@@ -246,15 +260,21 @@ def photo_terms(image, labels, rng, variant):
     if variant == "potts":
         return potts
     if variant == "per_axis":
-        return [("addPairwiseGaussian", ((2, 4), 3), {}),
-                ("addPairwiseBilateral", ((50, 70), (5, 10, 15), image, 4), {})]
+        return [
+            ("addPairwiseGaussian", ((2, 4), 3), {}),
+            ("addPairwiseBilateral", ((50, 70), (5, 10, 15), image, 4), {}),
+        ]
     if variant == "proportional_matrix":
         m = compat_of("matrix", labels, rng)
-        return [("addPairwiseGaussian", (3, m), {}),
-                ("addPairwiseBilateral", (60, 10, image, np.ascontiguousarray(2 * m)), {})]
+        return [
+            ("addPairwiseGaussian", (3, m), {}),
+            ("addPairwiseBilateral", (60, 10, image, np.ascontiguousarray(2 * m)), {}),
+        ]
     if variant == "mixed_compat":
-        return [("addPairwiseGaussian", (3, compat_of("matrix", labels, rng)), {}),
-                ("addPairwiseBilateral", (60, 10, image, compat_of("diag", labels, rng)), {})]
+        return [
+            ("addPairwiseGaussian", (3, compat_of("matrix", labels, rng)), {}),
+            ("addPairwiseBilateral", (60, 10, image, compat_of("diag", labels, rng)), {}),
+        ]
     if variant == "three_terms":
         return potts + [("addPairwiseGaussian", (8, 1), {"normalization": edcrf.NORMALIZE_AFTER})]
     if variant == "bilateral_only":
@@ -281,8 +301,15 @@ def test_photos_match(name, h, w, labels, variant):
 
 @pytest.mark.parametrize(
     "variant, fused",
-    [("potts", True), ("per_axis", True), ("proportional_matrix", True), ("bilateral_only", True),
-     ("zero_compat", True), ("mixed_compat", False), ("three_terms", False)],
+    [
+        ("potts", True),
+        ("per_axis", True),
+        ("proportional_matrix", True),
+        ("bilateral_only", True),
+        ("zero_compat", True),
+        ("mixed_compat", False),
+        ("three_terms", False),
+    ],
 )
 def test_fused_op_where_it_computes_the_crf(monkeypatch, variant, fused):
     image = sample_image("astronaut", 40, 50)
@@ -401,9 +428,7 @@ def test_deeplab_client(name, h, w, labels):
 def test_irn_client(name, h, w, labels):
     image = sample_image(name, h, w)
     # Coarse seeds as a CAM would give them: argmax of noisy scores on a 1/8 grid, upsampled.
-    coarse = unary_for(image[::8, ::8].copy(), labels, seed=3).argmin(0).reshape(
-        image[::8, ::8].shape[:2]
-    )
+    coarse = unary_for(image[::8, ::8].copy(), labels, seed=3).argmin(0).reshape(image[::8, ::8].shape[:2])
     seeds = np.kron(coarse, np.ones((8, 8), int))[:h, :w]
     expected = client("pydensecrf")["irn_crf_inference_label"](image, seeds, n_labels=labels)
     got = client("emseg.pydensecrf")["irn_crf_inference_label"](image, seeds, n_labels=labels)

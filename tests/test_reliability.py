@@ -16,27 +16,27 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import small_args
 
 import emseg.checkpoint as checkpoint_mod
 import emseg.train as train_mod
 from emseg import pretrain as P
 from emseg.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from emseg.cli import user_message
+from emseg.crf import CRFParams
 from emseg.data import CocoBoxes, DataError, MissingDataError, VOCSegmentation, collate, make_synthetic_voc
 from emseg.data.fixed_labels import fixed_label_root
 from emseg.data.image_labels import ImageLabelSet
 from emseg.data.io import read_id_list, read_image, read_mask_png
 from emseg.data.voc import read_class_names
 from emseg.estep import EStepConfig, get_mode
-from emseg.crf import CRFParams
-from emseg.evaluate import evaluate, main as evaluate_main
+from emseg.evaluate import evaluate
+from emseg.evaluate import main as evaluate_main
 from emseg.metrics import ConfusionMatrix
 from emseg.models import DeepLabLargeFOV, build_model
 from emseg.models.deeplab import load_vgg16_weights
 from emseg.predict import main as predict_main
 from emseg.train import main as train_main
-
-from conftest import small_args
 
 TINY = P.PretrainConfig(width=4, size=48, iterations=3, batch_size=4, context=(0, 1))
 UNWRITABLE = "/sys/emseg-cannot-write-here"  # nobody, root included, can make a folder in /sys
@@ -116,11 +116,15 @@ def test_3_stop_signal_checkpoints_the_current_iteration(small_synthetic, tmp_pa
     monkeypatch.setattr(train_mod, "train_step", step_then_signal)
     out = tmp_path / "run"
     with pytest.raises(Stopped) as exc:
-        train_main(small_args(small_synthetic, out, **{"--mode": "full", "--iterations": 8, "--checkpoint-interval": 5}))
+        train_main(
+            small_args(small_synthetic, out, **{"--mode": "full", "--iterations": 8, "--checkpoint-interval": 5})
+        )
     assert exc.value.exit_status == 128 + sig and len(calls) == 3
     assert load_checkpoint(out / "checkpoint.pth")["iteration"] == 3
     message = str(exc.value)
-    assert f"{signal.Signals(sig).name} at iteration 3 of 8" in message and f"--resume {out / 'checkpoint.pth'}" in message
+    assert (
+        f"{signal.Signals(sig).name} at iteration 3 of 8" in message and f"--resume {out / 'checkpoint.pth'}" in message
+    )
     assert message in (out / "train.log").read_text()
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers  # given back
 
@@ -128,10 +132,13 @@ def test_3_stop_signal_checkpoints_the_current_iteration(small_synthetic, tmp_pa
 def test_3_the_resume_command_repeats_the_flags(monkeypatch):
     from emseg.outputs import resume_command
 
-    monkeypatch.setattr("sys.argv", ["/x/emseg/train.py", "--mode", "full", "--resume", "old.pth", "--overwrite",
-                                     "--output-dir", "runs/a b"])
+    monkeypatch.setattr(
+        "sys.argv",
+        ["/x/emseg/train.py", "--mode", "full", "--resume", "old.pth", "--overwrite", "--output-dir", "runs/a b"],
+    )
     assert resume_command(Path("runs/a b/checkpoint.pth")) == (
-        "python -m emseg.train --mode full --output-dir 'runs/a b' --resume 'runs/a b/checkpoint.pth'")
+        "python -m emseg.train --mode full --output-dir 'runs/a b' --resume 'runs/a b/checkpoint.pth'"
+    )
     assert resume_command(Path("c.pth"), world_size=4).startswith("torchrun --nproc_per_node 4 -m emseg.train --mode")
 
 
@@ -143,7 +150,9 @@ def test_4_a_used_output_dir_is_refused_and_links_are_not_followed(small_synthet
     args = small_args(small_synthetic, out, **{"--mode": "full", "--iterations": 2})
     train_main(args)
     before = (out / "checkpoint.pth").read_bytes(), (out / "metrics.csv").read_text()
-    with pytest.raises(ValueError, match=r"holds a finished run \(summary.json\): continue it with --resume .*--overwrite"):
+    with pytest.raises(
+        ValueError, match=r"holds a finished run \(summary.json\): continue it with --resume .*--overwrite"
+    ):
         train_main(args)
     assert ((out / "checkpoint.pth").read_bytes(), (out / "metrics.csv").read_text()) == before
     victim = tmp_path / "victim.csv"
@@ -188,8 +197,15 @@ def test_4_the_default_output_dir_numbers_itself(small_synthetic, tmp_path, monk
 
 def test_5_an_edited_box_gives_new_fixed_labels(small_synthetic, tmp_path):
     root = copy_of(small_synthetic, tmp_path / "voc")
-    kwargs = dict(estep=EStepConfig(), crf_params=CRFParams(), crf=None, cache_dir=tmp_path / "labels",
-                  mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2), progress=False)
+    kwargs = dict(
+        estep=EStepConfig(),
+        crf_params=CRFParams(),
+        crf=None,
+        cache_dir=tmp_path / "labels",
+        mean=(0.5, 0.5, 0.5),
+        std=(0.2, 0.2, 0.2),
+        progress=False,
+    )
     first = fixed_label_root(get_mode("bbox-rect"), root, "train_aug", set(), **kwargs)
     xml = root / "Annotations" / "train_00000.xml"
     text = xml.read_text()
@@ -326,11 +342,19 @@ def test_cache_hit_decodes_no_image(pre_root, tmp_path, monkeypatch):
 def test_11_folders_that_cannot_be_written_are_refused_up_front(tmp_path, flag, monkeypatch):
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
-    base = {"--init": "pretrain", "--synthetic-pretrain": 8, "--pretrain-iterations": 2, "--output-dir": tmp_path / "run",
-            "--synthetic-dir": tmp_path / "syn"}
+    base = {
+        "--init": "pretrain",
+        "--synthetic-pretrain": 8,
+        "--pretrain-iterations": 2,
+        "--output-dir": tmp_path / "run",
+        "--synthetic-dir": tmp_path / "syn",
+    }
     monkeypatch.setattr(P, "pretrain", lambda *a, **k: pytest.fail("pretrained before the check"))
-    for bad, message in ((a_file, "is a file"), (a_file / "sub", "is a file, so no folder can be made"),
-                         (UNWRITABLE, "cannot write there")):
+    for bad, message in (
+        (a_file, "is a file"),
+        (a_file / "sub", "is a file, so no folder can be made"),
+        (UNWRITABLE, "cannot write there"),
+    ):
         with pytest.raises((ValueError, SystemExit)) as exc:
             train_main(small_args(tmp_path / "syn", tmp_path / "run", **{**base, flag: bad}))
         if exc.type is ValueError:
@@ -341,8 +365,16 @@ def test_11_folders_that_cannot_be_written_are_refused_up_front(tmp_path, flag, 
 def test_11_predict_output_that_is_a_file(trained, small_synthetic, tmp_path):
     (tmp_path / "out").write_text("x")
     with pytest.raises(ValueError, match=r"--output .*out: is a file, expected a folder"):
-        predict_main(["--checkpoint", str(trained), "--input", str(small_synthetic / "JPEGImages" / "train_00000.jpg"),
-                      "--output", str(tmp_path / "out")])
+        predict_main(
+            [
+                "--checkpoint",
+                str(trained),
+                "--input",
+                str(small_synthetic / "JPEGImages" / "train_00000.jpg"),
+                "--output",
+                str(tmp_path / "out"),
+            ]
+        )
 
 
 def test_11_an_unwritable_cache_is_found_before_pretraining(pre_root, monkeypatch):
@@ -476,8 +508,13 @@ def test_18_a_broken_validation_file_stops_the_run_before_training(small_synthet
     (root / "JPEGImages" / "val_00003.jpg").write_bytes(b"broken")
     monkeypatch.setattr(train_mod, "train_step", lambda *a: pytest.fail("trained before the check"))
     with pytest.raises(DataError, match=r"val_00003.jpg: not a decodable image .*--val-split 'val'"):
-        train_main(small_args(root, tmp_path / "run", **{"--data-root": root, "--train-split": "train_aug",
-                                                        "--val-split": "val", "--mode": "full"}))
+        train_main(
+            small_args(
+                root,
+                tmp_path / "run",
+                **{"--data-root": root, "--train-split": "train_aug", "--val-split": "val", "--mode": "full"},
+            )
+        )
 
 
 # ---- 20, 21: full disks and bad files are named
@@ -522,12 +559,15 @@ def largefov():
     return DeepLabLargeFOV(3)
 
 
-@pytest.mark.parametrize("content,message", [
-    (b"", "the file is empty"),
-    (b"\x00garbage\xff" * 10, "not a readable checkpoint"),
-    ("list", "holds a list, not a VGG16 state_dict"),
-    ("tensors", "not a torchvision VGG16 state_dict: missing 'classifier.0.weight'"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (b"", "the file is empty"),
+        (b"\x00garbage\xff" * 10, "not a readable checkpoint"),
+        ("list", "holds a list, not a VGG16 state_dict"),
+        ("tensors", "not a torchvision VGG16 state_dict: missing 'classifier.0.weight'"),
+    ],
+)
 def test_21_a_bad_pretrained_file_is_named(tmp_path, largefov, content, message):
     path = tmp_path / "vgg.pth"
     if content == "list":
@@ -544,16 +584,25 @@ def test_21_a_bad_pretrained_file_is_named(tmp_path, largefov, content, message)
 # ---- 23: COCO files
 
 
-@pytest.mark.parametrize("change,message", [
-    (lambda d: d["annotations"][0].pop("category_id"), "annotation 0 has no 'category_id'"),
-    (lambda d: d["annotations"][0].update(bbox=["1", 2, 3, 4]), "annotation 0 has bbox ['1', 2, 3, 4]"),
-    (lambda d: d["annotations"][0].update(bbox=[float("nan"), 2, 3, 4]), "annotation 0 has bbox [nan"),
-    (lambda d: d["images"].append({"id": 2, "file_name": "sub/a.png"}), "images 'a.jpg' and 'sub/a.png' have one stem"),
-    (lambda d: d["images"][0].pop("file_name"), "image 0 has no 'file_name'"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda d: d["annotations"][0].pop("category_id"), "annotation 0 has no 'category_id'"),
+        (lambda d: d["annotations"][0].update(bbox=["1", 2, 3, 4]), "annotation 0 has bbox ['1', 2, 3, 4]"),
+        (lambda d: d["annotations"][0].update(bbox=[float("nan"), 2, 3, 4]), "annotation 0 has bbox [nan"),
+        (
+            lambda d: d["images"].append({"id": 2, "file_name": "sub/a.png"}),
+            "images 'a.jpg' and 'sub/a.png' have one stem",
+        ),
+        (lambda d: d["images"][0].pop("file_name"), "image 0 has no 'file_name'"),
+    ],
+)
 def test_23_coco_faults_are_named(tmp_path, change, message):
-    data = {"images": [{"id": 1, "file_name": "a.jpg"}], "categories": [{"id": 18, "name": "dog"}],
-            "annotations": [{"image_id": 1, "category_id": 18, "bbox": [1, 2, 3, 4]}]}
+    data = {
+        "images": [{"id": 1, "file_name": "a.jpg"}],
+        "categories": [{"id": 18, "name": "dog"}],
+        "annotations": [{"image_id": 1, "category_id": 18, "bbox": [1, 2, 3, 4]}],
+    }
     change(data)
     (tmp_path / "c.json").write_text(json.dumps(data, allow_nan=True))
     with pytest.raises(DataError, match="c.json: " + message.replace("[", r"\[").replace("(", r"\(")):
@@ -608,11 +657,23 @@ def test_evaluate_crf_runs_each_image_at_its_own_size(trained, small_synthetic, 
         sizes.append(tuple(unary.shape[-2:]))
         return torch.softmax(-unary, 1)
 
-    cm, cm_crf = evaluate(model, torch.utils.data.DataLoader(ds, batch_size=2, collate_fn=collate), 7,
-                          torch.device("cpu"), crf, progress=False)
+    cm, cm_crf = evaluate(
+        model,
+        torch.utils.data.DataLoader(ds, batch_size=2, collate_fn=collate),
+        7,
+        torch.device("cpu"),
+        crf,
+        progress=False,
+    )
     assert sizes == [(48, 48), (20, 24)]  # not the small image padded to 48 x 48
-    assert cm_crf.mat.sum() == cm.mat.sum() == 48 * 48 + 20 * 24 - int((mask[:20, :24] == 255).sum()) - int(
-        (read_mask_png(root / "SegmentationClassAug" / "val_00000.png") == 255).sum())
+    assert (
+        cm_crf.mat.sum()
+        == cm.mat.sum()
+        == 48 * 48
+        + 20 * 24
+        - int((mask[:20, :24] == 255).sum())
+        - int((read_mask_png(root / "SegmentationClassAug" / "val_00000.png") == 255).sum())
+    )
     from emseg.evaluate import crf_groups
 
     assert crf_groups(torch.tensor([[4, 5], [4, 5]]), (4, 5)) == [(slice(None), 4, 5)]  # one size: one call

@@ -15,9 +15,16 @@ def run(seed, miou, start):
 def test_table_reports_each_run_beside_its_start():
     results = {
         "full": {"label": "full", "flags": ["--mode", "full"], "runs": [run(0, 0.8, 0.6), run(1, 0.9, 0.5)]},
-        "em-adapt": {"label": "EM-Adapt", "flags": ["--mode", "em-adapt"], "runs": [run(0, 0.7, 0.6), run(1, 0.55, 0.5)]},
-        "full-scratch": {"label": "scratch", "flags": ["--mode", "full", "--init", "scratch"],
-                         "runs": [run(0, 0.75, 0.01)]},
+        "em-adapt": {
+            "label": "EM-Adapt",
+            "flags": ["--mode", "em-adapt"],
+            "runs": [run(0, 0.7, 0.6), run(1, 0.55, 0.5)],
+        },
+        "full-scratch": {
+            "label": "scratch",
+            "flags": ["--mode", "full", "--init", "scratch"],
+            "runs": [run(0, 0.75, 0.01)],
+        },
     }
     lines = results_table.markdown(results, [0, 1]).splitlines()
     cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]

@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import base_args
 
 import emseg.training_data
 from emseg.checkpoint import load_checkpoint
 from emseg.config import build_parser, config_from_args
 from emseg.train import main as train_main
-
-from conftest import base_args
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,10 +33,21 @@ def test_short_weak_run_learns(synthetic, tmp_path):
     """Bbox-Rect from boxes alone, 300 iterations: mIoU well above chance (predicting background
     everywhere scores about 12% here; this run reaches about 29%)."""
     out = tmp_path / "run"
-    summary = train_main(base_args(synthetic, out, **{
-        "--mode": "bbox-rect", "--iterations": 300, "--batch-size": 8, "--width": 16, "--lr": 0.02,
-        "--log-interval": 50, "--num-pictures": 2,
-    }))
+    summary = train_main(
+        base_args(
+            synthetic,
+            out,
+            **{
+                "--mode": "bbox-rect",
+                "--iterations": 300,
+                "--batch-size": 8,
+                "--width": 16,
+                "--lr": 0.02,
+                "--log-interval": 50,
+                "--num-pictures": 2,
+            },
+        )
+    )
     assert summary["miou"] > 0.22, summary
     assert (out / "checkpoint.pth").is_file()
     assert len(list((out / "pictures").glob("*_overlay.jpg"))) == 2
@@ -48,17 +58,22 @@ def test_short_weak_run_learns(synthetic, tmp_path):
     assert ckpt["iteration"] == 300 and ckpt["args"]["mode"] == "bbox-rect"
 
 
-@pytest.mark.parametrize("mode,extra", [
-    ("em-fixed", {"--strong": 16}),
-    ("bbox-rect", {"--strong": 16, "--workers": 1}),
-])
+@pytest.mark.parametrize(
+    "mode,extra",
+    [
+        ("em-fixed", {"--strong": 16}),
+        ("bbox-rect", {"--strong": 16, "--workers": 1}),
+    ],
+)
 def test_resume_equals_uninterrupted(synthetic, tmp_path, mode, extra):
     common = {"--mode": mode, "--iterations": 6, "--checkpoint-interval": 100, **extra}
     train_main(base_args(synthetic, tmp_path / "straight", **common))
     train_main(base_args(synthetic, tmp_path / "split", **common, **{"--stop-after": 3}))
     half = load_checkpoint(tmp_path / "split" / "checkpoint.pth")
     assert half["iteration"] == 3
-    train_main(base_args(synthetic, tmp_path / "split", **common, **{"--resume": tmp_path / "split" / "checkpoint.pth"}))
+    train_main(
+        base_args(synthetic, tmp_path / "split", **common, **{"--resume": tmp_path / "split" / "checkpoint.pth"})
+    )
     a = load_checkpoint(tmp_path / "straight" / "checkpoint.pth")
     b = load_checkpoint(tmp_path / "split" / "checkpoint.pth")
     assert a["iteration"] == b["iteration"] == 6
@@ -73,8 +88,14 @@ def test_resume_refuses_other_batches(synthetic, tmp_path):
     common = {"--mode": "em-fixed", "--iterations": 4}
     train_main(base_args(synthetic, tmp_path / "a", **common, **{"--stop-after": 2}))
     with pytest.raises(ValueError, match="resume with the same"):
-        train_main(base_args(synthetic, tmp_path / "a", **common, **{
-            "--batch-size": 2, "--resume": tmp_path / "a" / "checkpoint.pth"}))
+        train_main(
+            base_args(
+                synthetic,
+                tmp_path / "a",
+                **common,
+                **{"--batch-size": 2, "--resume": tmp_path / "a" / "checkpoint.pth"},
+            )
+        )
 
 
 def test_two_process_ddp_equals_one_process(synthetic, tmp_path):
@@ -84,13 +105,30 @@ def test_two_process_ddp_equals_one_process(synthetic, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     single = subprocess.run(
         [sys.executable, "-m", "emseg.train", *base_args(synthetic, tmp_path / "one", **common)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert single.returncode == 0, single.stdout + single.stderr
     ddp = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "emseg.train", *base_args(synthetic, tmp_path / "two", **common)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "emseg.train",
+            *base_args(synthetic, tmp_path / "two", **common),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert ddp.returncode == 0, ddp.stdout + ddp.stderr
     assert "x2" in ddp.stdout
@@ -103,24 +141,27 @@ def test_two_process_ddp_equals_one_process(synthetic, tmp_path):
     assert sa["miou"] == pytest.approx(sb["miou"], abs=1e-3)  # the val set split over 2 ranks
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--mode", "em-magic"], "invalid choice: 'em-magic'"),
-    (["--strong", "-3"], "--strong must be >= 0"),
-    (["--strong", "5", "--strong-list", "x.txt"], "exclusive"),
-    (["--strong-list", "/nonexistent/ids.txt"], "no such file"),
-    (["--strong", "5", "--strong-share", "1.5"], "--strong-share must be in"),
-    (["--mode", "full", "--strong", "5"], "make no sense with --mode full"),
-    (["--batch-size", "0"], "--batch-size must be >= 1"),
-    (["--lr", "0"], "--lr must be positive"),
-    (["--scale-min", "2", "--scale-max", "1"], "--scale-max must be >= --scale-min"),
-    (["--fg-portion", "1.2"], "--fg-portion and --bg-portion"),
-    (["--pretrained", "vgg.pth"], "--model deeplab-largefov"),
-    (["--model", "deeplab-largefov", "--pretrained", "/nonexistent/vgg.pth"], "no such file"),
-    (["--resume", "/nonexistent/ckpt.pth"], "--resume /nonexistent/ckpt.pth: no such file"),
-    (["--data-root", "/nonexistent/VOC"], "no such folder"),
-    (["--iterations", "ten"], "invalid int value"),
-    (["--stop-after", "0"], "--stop-after must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--mode", "em-magic"], "invalid choice: 'em-magic'"),
+        (["--strong", "-3"], "--strong must be >= 0"),
+        (["--strong", "5", "--strong-list", "x.txt"], "exclusive"),
+        (["--strong-list", "/nonexistent/ids.txt"], "no such file"),
+        (["--strong", "5", "--strong-share", "1.5"], "--strong-share must be in"),
+        (["--mode", "full", "--strong", "5"], "make no sense with --mode full"),
+        (["--batch-size", "0"], "--batch-size must be >= 1"),
+        (["--lr", "0"], "--lr must be positive"),
+        (["--scale-min", "2", "--scale-max", "1"], "--scale-max must be >= --scale-min"),
+        (["--fg-portion", "1.2"], "--fg-portion and --bg-portion"),
+        (["--pretrained", "vgg.pth"], "--model deeplab-largefov"),
+        (["--model", "deeplab-largefov", "--pretrained", "/nonexistent/vgg.pth"], "no such file"),
+        (["--resume", "/nonexistent/ckpt.pth"], "--resume /nonexistent/ckpt.pth: no such file"),
+        (["--data-root", "/nonexistent/VOC"], "no such folder"),
+        (["--iterations", "ten"], "invalid int value"),
+        (["--stop-after", "0"], "--stop-after must be >= 1"),
+    ],
+)
 def test_bad_flags(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
         config_from_args(argv)
@@ -133,7 +174,14 @@ def test_presets():
     assert (cfg.preset, cfg.model, cfg.mode) == ("synthetic", "small", "em-adapt")
     voc = config_from_args(["--preset", "voc"])
     assert (voc.model, voc.batch_size, voc.crop_size, voc.lr, voc.lr_policy, voc.lr_step, voc.iterations) == (
-        "deeplab-largefov", 20, 321, 1e-3, "step", 2000, 6000)
+        "deeplab-largefov",
+        20,
+        321,
+        1e-3,
+        "step",
+        2000,
+        6000,
+    )
     assert (voc.momentum, voc.weight_decay, voc.classifier_lr_mult) == (0.9, 5e-4, 10.0)
     assert config_from_args(["--preset", "voc", "--batch-size", "10"]).batch_size == 10
 
@@ -175,6 +223,7 @@ def test_fixed_labels_are_cached_and_bbox_seg_uses_the_crf(synthetic, tmp_path, 
         def crf(unary, image):
             calls.append(unary.shape)
             return torch.softmax(-unary, 1)
+
         return crf
 
     monkeypatch.setattr(emseg.training_data, "make_crf", stand_in)
@@ -207,9 +256,22 @@ def test_image_label_modes_read_no_box(synthetic, tmp_path, mode):
     states = []
     for root in (synthetic, stripped):
         out = tmp_path / f"run-{root.name}"
-        train_main(base_args(root, out, **{"--data-root": root, "--mode": mode, "--iterations": 6,
-                                           "--crop-size": 40, "--input-scale": 1.0, "--init": "pretrain",
-                                           "--pretrain-iterations": 4, "--pretrain-cache": out / "cache"}))
+        train_main(
+            base_args(
+                root,
+                out,
+                **{
+                    "--data-root": root,
+                    "--mode": mode,
+                    "--iterations": 6,
+                    "--crop-size": 40,
+                    "--input-scale": 1.0,
+                    "--init": "pretrain",
+                    "--pretrain-iterations": 4,
+                    "--pretrain-cache": out / "cache",
+                },
+            )
+        )
         states.append(load_checkpoint(out / "checkpoint.pth")["model"])
     assert states[0].keys() == states[1].keys()
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])

@@ -11,13 +11,12 @@ import sys
 
 import pytest
 import torch
+from conftest import small_args
 
 import emseg.models as models
 from emseg.checkpoint import load_checkpoint
 from emseg.config import config_from_args
 from emseg.train import main as train_main
-
-from conftest import small_args
 
 
 @pytest.fixture(scope="module")
@@ -61,12 +60,14 @@ def test_eval_interval_keeps_the_best_checkpoint(synthetic, tmp_path):
 def test_progress_off_a_terminal_is_log_lines(synthetic, tmp_path):
     argv = small_args(synthetic, tmp_path / "run", **{"--mode": "full"})
     argv.remove("--no-progress")
-    proc = subprocess.run([sys.executable, "-m", "emseg.train", *argv], capture_output=True, text=True, timeout=300,
-                          cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "emseg.train", *argv], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "\r" not in proc.stderr and "%|" not in proc.stderr  # no tqdm bar on a pipe
     assert [line.split("  ")[0].split()[-2:] for line in proc.stdout.splitlines() if "  loss " in line] == [
-        ["it", f"{k}/4"] for k in (1, 2, 3, 4)]
+        ["it", f"{k}/4"] for k in (1, 2, 3, 4)
+    ]
 
 
 def test_pretrained_torchvision_from_the_hub_cache(tmp_path, monkeypatch, capsys):

@@ -1,7 +1,8 @@
 """Data utilities: ``python -m emseg.data synthetic|photo|stats|check --help``.
 
-``synthetic`` writes the synthetic VOC-layout set, ``photo`` the set made of photo textures; ``check`` reads every file of a split once and
-reports what is missing or broken, so a long training run does not find it at hour three.
+``synthetic`` writes the synthetic VOC-layout set, ``photo`` the set made of photo textures;
+``check`` reads every file of a split once and reports what is missing or broken, so a long
+training run does not find it at hour three.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from ..cli import bars_wanted, run as run_cli
+from ..cli import bars_wanted
+from ..cli import run as run_cli
 from .photo import make_photo_voc
 from .stats import dataset_statistics
 from .synthetic import SYNTHETIC_DEFAULTS, make_synthetic_voc
@@ -17,16 +19,25 @@ from .voc import VOCSegmentation
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m emseg.data", description="Data utilities: write the synthetic set, check a VOC tree.")
+    parser = argparse.ArgumentParser(
+        prog="python -m emseg.data", description="Data utilities: write the synthetic set, check a VOC tree."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     syn = sub.add_parser("synthetic", help="write the synthetic VOC-layout data set")
     syn.add_argument("root", help="output folder (reused when it already holds the same set)")
     # the defaults are the trainer's, so this writes the set that `python -m emseg.train` reads
-    syn.add_argument("--train", type=int, default=SYNTHETIC_DEFAULTS["num_train"], help="training images (train_aug.txt)")
+    syn.add_argument(
+        "--train", type=int, default=SYNTHETIC_DEFAULTS["num_train"], help="training images (train_aug.txt)"
+    )
     syn.add_argument("--val", type=int, default=SYNTHETIC_DEFAULTS["num_val"], help="validation images (val.txt)")
     syn.add_argument("--test", type=int, default=SYNTHETIC_DEFAULTS["num_test"], help="test images (test.txt)")
-    syn.add_argument("--pretrain", type=int, default=SYNTHETIC_DEFAULTS["num_pretrain"], help="images of the pretraining split (image labels only)")
+    syn.add_argument(
+        "--pretrain",
+        type=int,
+        default=SYNTHETIC_DEFAULTS["num_pretrain"],
+        help="images of the pretraining split (image labels only)",
+    )
     syn.add_argument("--size", type=int, default=SYNTHETIC_DEFAULTS["image_size"], help="image side in pixels")
     syn.add_argument("--seed", type=int, default=0, help="the same seed gives byte-identical files")
 
@@ -35,8 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     photo.add_argument("--train", type=int, default=400, help="training images (train_aug.txt)")
     photo.add_argument("--val", type=int, default=100, help="validation images (val.txt)")
     photo.add_argument("--seed", type=int, default=0, help="the same seed gives byte-identical files")
-    photo.add_argument("--object-share", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
-                       help="range of the first object's share of its image (default 0.12 0.45: a present class covers 8-40 %%)")
+    photo.add_argument(
+        "--object-share",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("LOW", "HIGH"),
+        help="range of the first object's share of its image (default 0.12 0.45: a present class covers 8-40 %%)",
+    )
 
     st = sub.add_parser("stats", help="objects and classes per image, foreground and class shares of a split")
     st.add_argument("root", help="VOC-layout root with masks")
@@ -48,8 +65,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "synthetic":
-        root = make_synthetic_voc(args.root, args.train, args.val, args.size, args.seed, progress=bars_wanted(False),
-                                  num_pretrain=args.pretrain, num_test=args.test)
+        root = make_synthetic_voc(
+            args.root,
+            args.train,
+            args.val,
+            args.size,
+            args.seed,
+            progress=bars_wanted(False),
+            num_pretrain=args.pretrain,
+            num_test=args.test,
+        )
         print(f"synthetic set ready: {root}")
         return 0
 

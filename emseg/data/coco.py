@@ -72,11 +72,15 @@ class CocoBoxes:
         def to_class(value: int | str) -> int:
             if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
                 if not 0 < int(value) < self.num_classes:
-                    raise ValueError(f"category_map maps to index {value}, not a foreground class index "
-                                     f"1..{self.num_classes - 1} of {self.class_names}")
+                    raise ValueError(
+                        f"category_map maps to index {value}, not a foreground class index "
+                        f"1..{self.num_classes - 1} of {self.class_names}"
+                    )
                 return int(value)
             if _norm(str(value)) not in index or index[_norm(str(value))] == 0:
-                raise ValueError(f"category_map names {value!r}, not one of the foreground classes {self.class_names[1:]}")
+                raise ValueError(
+                    f"category_map names {value!r}, not one of the foreground classes {self.class_names[1:]}"
+                )
             return index[_norm(str(value))]
 
         def field(record: dict, key: str, what: str):
@@ -115,8 +119,11 @@ class CocoBoxes:
             file_name = str(field(img, "file_name", f"image {k}"))
             stem = Path(file_name).stem
             if files.get(stem, file_name) != file_name:  # both would be image id `stem`: their boxes would merge
-                raise DataError(self.path, f"images {files[stem]!r} and {file_name!r} have one stem, {stem!r}, so one "
-                                "image id; give them distinct names")
+                raise DataError(
+                    self.path,
+                    f"images {files[stem]!r} and {file_name!r} have one stem, {stem!r}, so one "
+                    "image id; give them distinct names",
+                )
             files[stem] = file_name
             self._stem[integer(img, "id", f"image {k}")] = stem
         self._rows: dict[str, list[tuple[float, float, float, float, int]]] = {s: [] for s in self._stem.values()}
@@ -133,11 +140,15 @@ class CocoBoxes:
             if min_score is not None and score < min_score:
                 continue
             bbox = ann.get("bbox")
-            numbers = isinstance(bbox, list) and len(bbox) == 4 and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox)
+            numbers = (
+                isinstance(bbox, list)
+                and len(bbox) == 4
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox)
+            )
             if not numbers or bbox[2] < 0 or bbox[3] < 0:
-                raise DataError(self.path, f"annotation {k} has bbox {bbox!r}; expected [x, y, w, h], finite "
-                                "numbers with w, h >= 0")
+                raise DataError(
+                    self.path, f"annotation {k} has bbox {bbox!r}; expected [x, y, w, h], finite numbers with w, h >= 0"
+                )
             x, y, w, h = (float(v) for v in bbox)
             self._rows[self._stem[image_id]].append((x, y, x + w, y + h, cls))
 
@@ -168,8 +179,9 @@ class CocoBoxes:
         try:
             from pycocotools import mask as mask_utils
         except ImportError:
-            raise ImportError("CocoBoxes.class_mask needs pycocotools: pip install 'emseg[coco]' "
-                              "(or pip install pycocotools)") from None
+            raise ImportError(
+                "CocoBoxes.class_mask needs pycocotools: pip install 'emseg[coco]' (or pip install pycocotools)"
+            ) from None
         ids = [i for i, stem in self._stem.items() if stem == image_id]
         if not ids:
             raise KeyError(image_id)

@@ -29,7 +29,12 @@ log = logging.getLogger("emseg")
 
 
 def fixed_labels_key(
-    mode: Mode, root: Path, ids: Sequence[str], strong: set[str], estep: EStepConfig, crf: CRFParams,
+    mode: Mode,
+    root: Path,
+    ids: Sequence[str],
+    strong: set[str],
+    estep: EStepConfig,
+    crf: CRFParams,
     files: Sequence[Path | None] = (),
 ) -> str:
     """Cache key of a fixed-label mode's labels: the data (the bytes of ``files``: every image, XML
@@ -39,8 +44,13 @@ def fixed_labels_key(
     def digest(xs) -> str:
         return hashlib.sha1("\n".join(xs).encode()).hexdigest()
 
-    payload = {"mode": mode.name, "root": str(root.resolve()), "ids": digest(ids), "strong": digest(sorted(strong)),
-               "files": files_digest(files)}
+    payload = {
+        "mode": mode.name,
+        "root": str(root.resolve()),
+        "ids": digest(ids),
+        "strong": digest(sorted(strong)),
+        "files": files_digest(files),
+    }
     if mode.fixed_params:
         payload["estep"] = {k: v for k, v in asdict(estep).items() if k in mode.fixed_params}
     if mode.needs_crf:

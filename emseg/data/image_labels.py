@@ -39,8 +39,11 @@ class ImageLabelSet:
         index = {name.lower(): k for k, name in enumerate(self.class_names)}
         labels = np.zeros((len(self.ids), self.num_classes), dtype=bool)
         for n, (_, xml, mask) in enumerate(ds.files()):
-            labels[n] = (read_image_labels(xml, index, self.num_classes) if xml is not None
-                         else mask_labels(ds.read_mask(mask), self.num_classes))
+            labels[n] = (
+                read_image_labels(xml, index, self.num_classes)
+                if xml is not None
+                else mask_labels(ds.read_mask(mask), self.num_classes)
+            )
         self._paths = [image for image, _, _ in ds.files()]
         digest = hashlib.blake2b(files_digest(self._paths).encode(), digest_size=16)
         digest.update(np.packbits(labels).tobytes())

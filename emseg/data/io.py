@@ -49,6 +49,7 @@ VOC_CLASSES: tuple[str, ...] = (
     "train", "tvmonitor",
 )  # fmt: skip
 
+
 class DataError(ValueError):
     """A data file is unreadable or inconsistent. ``path`` names the file."""
 
@@ -85,7 +86,9 @@ def _read_bytes(path: Path) -> bytes:
         raise DataError(path, f"cannot read: {err}") from err
 
 
-_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")  # a marker after entropy-coded data (not a stuffed 0xff, not a restart)
+_JPEG_MARKER = re.compile(
+    rb"\xff[^\x00\xd0-\xd7\xff]"
+)  # a marker after entropy-coded data (not a stuffed 0xff, not a restart)
 
 
 def jpeg_end(data: bytes) -> int | None:
@@ -314,8 +317,9 @@ def read_text_lines(path: str | os.PathLike) -> list[str]:
     try:
         text = _read_bytes(path).decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise DataError(path, f"not UTF-8 text (byte {err.start}: {err.object[err.start:err.start + 1]!r}); "
-                        "save it as UTF-8") from None
+        raise DataError(
+            path, f"not UTF-8 text (byte {err.start}: {err.object[err.start : err.start + 1]!r}); save it as UTF-8"
+        ) from None
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 

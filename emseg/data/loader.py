@@ -73,13 +73,24 @@ def build_train_loader(
     """An endless loader of ``batch_size`` samples per process (``strong_per_batch`` of them
     strong), positioned at global step ``start_step``; returns ``(sampler, loader)``."""
     sampler = StrongWeakBatchSampler(
-        strong_idx, weak_idx, batch_size, strong_per_batch, seed=seed, drop_last=True,
-        num_replicas=world_size, rank=rank, infinite=True,
+        strong_idx,
+        weak_idx,
+        batch_size,
+        strong_per_batch,
+        seed=seed,
+        drop_last=True,
+        num_replicas=world_size,
+        rank=rank,
+        infinite=True,
     )
     sampler.set_position(0, start_step)
     loader = torch.utils.data.DataLoader(
-        SeededSamples(dataset), batch_sampler=SeededBatches(sampler, seed, start_step, rank),
-        num_workers=workers, collate_fn=collate, pin_memory=torch.cuda.is_available(), worker_init_fn=ignore_in_worker,
+        SeededSamples(dataset),
+        batch_sampler=SeededBatches(sampler, seed, start_step, rank),
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=torch.cuda.is_available(),
+        worker_init_fn=ignore_in_worker,
         # its own generator: creating the iterator must not draw from the global stream (resume)
         generator=torch.Generator().manual_seed(seed),
     )

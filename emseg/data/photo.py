@@ -102,8 +102,9 @@ def _blob(rng: np.random.Generator, h: int, w: int, share: float) -> np.ndarray:
     return canvas.astype(bool)
 
 
-def render_photo_image(rng: np.random.Generator, textures, backgrounds,
-                       object_share: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray, list[VOCObject]]:
+def render_photo_image(
+    rng: np.random.Generator, textures, backgrounds, object_share: tuple[float, float] | None = None
+) -> tuple[np.ndarray, np.ndarray, list[VOCObject]]:
     h, w = (int(v) for v in rng.integers(160, 225, 2))
     image = _random_patch(rng, backgrounds[int(rng.integers(len(backgrounds)))], h, w)
     labels = np.zeros((h, w), np.uint8)
@@ -127,12 +128,21 @@ def render_photo_image(rng: np.random.Generator, textures, backgrounds,
     for k, cls in enumerate(classes):
         ys, xs = np.nonzero(instance == k)
         if ys.size:
-            objects.append(VOCObject(PHOTO_CLASSES[cls], (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))))
+            objects.append(
+                VOCObject(
+                    PHOTO_CLASSES[cls], (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+                )
+            )
     return np.clip(np.round(image), 0, 255).astype(np.uint8), ignore_boundaries(labels), objects
 
 
-def make_photo_voc(root: str | Path, num_train: int = 400, num_val: int = 100, seed: int = 0,
-                   object_share: tuple[float, float] | None = None) -> Path:
+def make_photo_voc(
+    root: str | Path,
+    num_train: int = 400,
+    num_val: int = 100,
+    seed: int = 0,
+    object_share: tuple[float, float] | None = None,
+) -> Path:
     """Write the photo set under ``root`` in VOC layout (train_aug, train = its first seventh, val);
     a complete set with the same parameters is reused. ``object_share``: the range of the first
     object's share of its image (log-uniform; default the synthetic set's, a present class covering
@@ -140,8 +150,9 @@ def make_photo_voc(root: str | Path, num_train: int = 400, num_val: int = 100, s
     params = {"version": _VERSION, "num_train": num_train, "num_val": num_val, "seed": seed, "kind": "photo"}
     if object_share is not None:
         params["object_share"] = list(object_share)
-    return build_folder(root, lambda folder: holds_data_set(folder, "photo.json", params),
-                        lambda folder: _write_photo(folder, params))
+    return build_folder(
+        root, lambda folder: holds_data_set(folder, "photo.json", params), lambda folder: _write_photo(folder, params)
+    )
 
 
 def _write_photo(root: Path, params: dict) -> None:
@@ -150,17 +161,27 @@ def _write_photo(root: Path, params: dict) -> None:
         (root / name).mkdir(parents=True, exist_ok=True)
     (root / "classes.txt").write_text("\n".join(PHOTO_CLASSES) + "\n")
     textures, backgrounds = _load_sources()
-    splits = {"train_aug": [f"photo_train_{i:05d}" for i in range(num_train)], "val": [f"photo_val_{i:05d}" for i in range(num_val)]}
+    splits = {
+        "train_aug": [f"photo_train_{i:05d}" for i in range(num_train)],
+        "val": [f"photo_val_{i:05d}" for i in range(num_val)],
+    }
     for stream, (split, ids) in enumerate(splits.items()):
         for i, image_id in enumerate(ids):
-            image, mask, objects = render_photo_image(np.random.default_rng([seed, stream, i]), textures, backgrounds,
-                                                      params.get("object_share"))
+            image, mask, objects = render_photo_image(
+                np.random.default_rng([seed, stream, i]), textures, backgrounds, params.get("object_share")
+            )
             ok, jpg = cv2.imencode(".jpg", image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
             assert ok
             (root / "JPEGImages" / f"{image_id}.jpg").write_bytes(jpg.tobytes())
             write_mask_png(root / "SegmentationClassAug" / f"{image_id}.png", mask)
-            write_voc_xml(root / "Annotations" / f"{image_id}.xml", f"{image_id}.jpg", image.shape[1], image.shape[0],
-                          objects, folder="photo")
+            write_voc_xml(
+                root / "Annotations" / f"{image_id}.xml",
+                f"{image_id}.jpg",
+                image.shape[1],
+                image.shape[0],
+                objects,
+                folder="photo",
+            )
     lists = root / "ImageSets" / "Segmentation"
     lists.joinpath("train_aug.txt").write_text("".join(f"{i}\n" for i in splits["train_aug"]))
     lists.joinpath("train.txt").write_text("".join(f"{i}\n" for i in splits["train_aug"][: max(1, num_train // 7)]))

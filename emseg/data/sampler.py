@@ -166,8 +166,13 @@ class StrongWeakBatchSampler(Sampler[list[int]]):
     def state_dict(self, consumed: int | None = None) -> dict[str, int]:
         """Position for exact resume. ``consumed``: batches of the current epoch actually used."""
         batch = self.batch if consumed is None else int(consumed)
-        return {"seed": self.seed, "epoch": self.epoch, "batch": batch,
-                "batch_size": self.batch_size, "strong_per_batch": self.strong_per_batch}
+        return {
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "batch": batch,
+            "batch_size": self.batch_size,
+            "strong_per_batch": self.strong_per_batch,
+        }
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         """Continue from a :meth:`state_dict`; refuses one made with another seed or batch layout."""

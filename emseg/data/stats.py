@@ -23,8 +23,17 @@ def dataset_statistics(root: str | Path, split: str = "train_aug") -> dict[str, 
     root = Path(root)
     objects, classes, foreground, shares = [], [], [], []
     for image_id in read_id_list(find_list(root, split)):
-        png = next((p for p in (root / "SegmentationClassAug" / f"{image_id}.png",
-                                root / "SegmentationClass" / f"{image_id}.png") if p.is_file()), None)
+        png = next(
+            (
+                p
+                for p in (
+                    root / "SegmentationClassAug" / f"{image_id}.png",
+                    root / "SegmentationClass" / f"{image_id}.png",
+                )
+                if p.is_file()
+            ),
+            None,
+        )
         if png is None:
             continue
         labelled = read_mask_png(png)

@@ -70,8 +70,14 @@ from tqdm import tqdm
 from ..files import build_folder
 from .io import IGNORE_INDEX, VOCObject, write_mask_png, write_voc_xml
 
-__all__ = ["SYNTHETIC_CLASSES", "SYNTHETIC_DEFAULTS", "SYNTHETIC_SPLITS", "make_synthetic_voc", "render_synthetic_image",
-           "holds_data_set"]
+__all__ = [
+    "SYNTHETIC_CLASSES",
+    "SYNTHETIC_DEFAULTS",
+    "SYNTHETIC_SPLITS",
+    "make_synthetic_voc",
+    "render_synthetic_image",
+    "holds_data_set",
+]
 
 SYNTHETIC_CLASSES: tuple[str, ...] = ("background", "disc", "square", "triangle", "star", "ring", "cross")
 #: The image lists the synthetic set writes (train is the first seventh of train_aug).
@@ -137,8 +143,13 @@ def _polygon(rng: np.random.Generator, cls: int, cx: float, cy: float, r: float,
     if cls in (1, 5):  # disc, ring: slightly elliptical circles
         aspect = rng.uniform(0.85, 1.15)
         t = np.linspace(0, 2 * math.pi, 48, endpoint=False)
-        outer = np.stack([cx + r * aspect * np.cos(t) * math.cos(angle) - r * np.sin(t) * math.sin(angle),
-                          cy + r * aspect * np.cos(t) * math.sin(angle) + r * np.sin(t) * math.cos(angle)], axis=1)
+        outer = np.stack(
+            [
+                cx + r * aspect * np.cos(t) * math.cos(angle) - r * np.sin(t) * math.sin(angle),
+                cy + r * aspect * np.cos(t) * math.sin(angle) + r * np.sin(t) * math.cos(angle),
+            ],
+            axis=1,
+        )
         if cls == 1:
             return [outer]
         hole = rng.uniform(0.45, 0.6)
@@ -156,8 +167,26 @@ def _polygon(rng: np.random.Generator, cls: int, cx: float, cy: float, r: float,
         return [np.stack([outer, inner], axis=1).reshape(-1, 2)]
     if cls == 6:  # plus sign
         a = rng.uniform(0.28, 0.4)
-        pts = np.array([[-a, -1], [a, -1], [a, -a], [1, -a], [1, a], [a, a], [a, 1], [-a, 1], [-a, a], [-1, a],
-                        [-1, -a], [-a, -a]], dtype=np.float64) * r
+        pts = (
+            np.array(
+                [
+                    [-a, -1],
+                    [a, -1],
+                    [a, -a],
+                    [1, -a],
+                    [1, a],
+                    [a, a],
+                    [a, 1],
+                    [-a, 1],
+                    [-a, a],
+                    [-1, a],
+                    [-1, -a],
+                    [-a, -a],
+                ],
+                dtype=np.float64,
+            )
+            * r
+        )
         rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
         return [pts @ rot.T + (cx, cy)]
     raise ValueError(cls)
@@ -189,11 +218,21 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
             axes = (int(length / 2), int(length / 2 / rng.uniform(2.5, 5)))
             cv2.ellipse(canvas, (int(cx), int(cy)), axes, angle, 0, 360, 1, -1)
         elif kind == 1:  # bar
-            cv2.line(canvas, (int(cx), int(cy)), (int(cx + length * math.cos(angle)), int(cy + length * math.sin(angle))),
-                     1, int(rng.integers(3, 7)))
+            cv2.line(
+                canvas,
+                (int(cx), int(cy)),
+                (int(cx + length * math.cos(angle)), int(cy + length * math.sin(angle))),
+                1,
+                int(rng.integers(3, 7)),
+            )
         elif kind == 2:  # thin line
-            cv2.line(canvas, (int(cx), int(cy)), (int(cx + 2 * length * math.cos(angle)),
-                                                  int(cy + 2 * length * math.sin(angle))), 1, 1)
+            cv2.line(
+                canvas,
+                (int(cx), int(cy)),
+                (int(cx + 2 * length * math.cos(angle)), int(cy + 2 * length * math.sin(angle))),
+                1,
+                1,
+            )
         else:  # irregular blob
             n = int(rng.integers(6, 10))
             t = np.sort(rng.uniform(0, 2 * math.pi, n))
@@ -216,8 +255,9 @@ _AREA_RANGE = (0.12, 0.45)
 _MAX_FOREGROUND = 0.55
 
 
-def class_plan(rng: np.random.Generator, num_classes: int, max_objects: int = 4,
-               area_range: tuple[float, float] = _AREA_RANGE) -> list[tuple[int, float]]:
+def class_plan(
+    rng: np.random.Generator, num_classes: int, max_objects: int = 4, area_range: tuple[float, float] = _AREA_RANGE
+) -> list[tuple[int, float]]:
     """The objects of one image as ``(class, area share)``, drawn in order (later ones in front):
     1-3 distinct classes, sometimes a second object of a class, the first object's share
     log-uniform in ``area_range``, later ones 0.5-1 times it (none under a quarter of its low end, nor
@@ -321,9 +361,18 @@ def render_synthetic_image(
     return np.clip(np.round(image), 0, 255).astype(np.uint8), ignore_boundaries(labels), objects
 
 
-def _params(num_train: int, num_val: int, num_test: int, num_pretrain: int, image_size: int, seed: int) -> dict[str, int]:
-    return {"version": _FORMAT_VERSION, "num_train": num_train, "num_val": num_val, "num_test": num_test,
-            "num_pretrain": num_pretrain, "image_size": image_size, "seed": seed}
+def _params(
+    num_train: int, num_val: int, num_test: int, num_pretrain: int, image_size: int, seed: int
+) -> dict[str, int]:
+    return {
+        "version": _FORMAT_VERSION,
+        "num_train": num_train,
+        "num_val": num_val,
+        "num_test": num_test,
+        "num_pretrain": num_pretrain,
+        "image_size": image_size,
+        "seed": seed,
+    }
 
 
 def make_synthetic_voc(
@@ -344,11 +393,16 @@ def make_synthetic_voc(
     and renamed when complete, so an interrupted write leaves nothing a rerun trips over.
     """
     if num_train < 1 or min(num_val, num_test, num_pretrain) < 0 or image_size < 16:
-        raise ValueError(f"need num_train >= 1, num_val, num_test, num_pretrain >= 0, image_size >= 16; "
-                         f"got {num_train}, {num_val}, {num_test}, {num_pretrain}, {image_size}")
+        raise ValueError(
+            f"need num_train >= 1, num_val, num_test, num_pretrain >= 0, image_size >= 16; "
+            f"got {num_train}, {num_val}, {num_test}, {num_pretrain}, {image_size}"
+        )
     params = _params(num_train, num_val, num_test, num_pretrain, image_size, seed)
-    return build_folder(root, lambda folder: holds_data_set(folder, "synthetic.json", params),
-                        lambda folder: _write_synthetic(folder, params, progress))
+    return build_folder(
+        root,
+        lambda folder: holds_data_set(folder, "synthetic.json", params),
+        lambda folder: _write_synthetic(folder, params, progress),
+    )
 
 
 def holds_data_set(root: Path, marker: str, params: dict) -> bool:
@@ -361,22 +415,29 @@ def holds_data_set(root: Path, marker: str, params: dict) -> bool:
         except (json.JSONDecodeError, UnicodeDecodeError):
             return False
     if root.is_dir() and any(root.iterdir()):
-        raise ValueError(f"{root}: not empty and not a data set emseg wrote (no {marker}); refusing to write "
-                         "into it (give another folder, or empty it)")
+        raise ValueError(
+            f"{root}: not empty and not a data set emseg wrote (no {marker}); refusing to write "
+            "into it (give another folder, or empty it)"
+        )
     return False
 
 
 def _write_synthetic(root: Path, params: dict, progress: bool) -> None:
     """Write the set into the (empty) folder ``root``; the marker last."""
-    num_train, num_val, num_test, num_pretrain = (params[k] for k in ("num_train", "num_val", "num_test", "num_pretrain"))
+    num_train, num_val, num_test, num_pretrain = (
+        params[k] for k in ("num_train", "num_val", "num_test", "num_pretrain")
+    )
     image_size, seed = params["image_size"], params["seed"]
     for name in ("JPEGImages", "SegmentationClassAug", "Annotations", "ImageSets/Segmentation"):
         (root / name).mkdir(parents=True, exist_ok=True)
     (root / "classes.txt").write_text("\n".join(SYNTHETIC_CLASSES) + "\n")
 
-    splits = {"train_aug": [f"train_{i:05d}" for i in range(num_train)], "val": [f"val_{i:05d}" for i in range(num_val)],
-              "pretrain": [f"pretrain_{i:05d}" for i in range(num_pretrain)],
-              "test": [f"test_{i:05d}" for i in range(num_test)]}
+    splits = {
+        "train_aug": [f"train_{i:05d}" for i in range(num_train)],
+        "val": [f"val_{i:05d}" for i in range(num_val)],
+        "pretrain": [f"pretrain_{i:05d}" for i in range(num_pretrain)],
+        "test": [f"test_{i:05d}" for i in range(num_test)],
+    }
     stream = {"train_aug": 0, "val": 1, "pretrain": 2, "test": 3}
     jobs = [(split, i, image_id) for split, ids in splits.items() for i, image_id in enumerate(ids)]
     for split, i, image_id in tqdm(jobs, desc="synthetic VOC", disable=not progress):
@@ -387,8 +448,14 @@ def _write_synthetic(root: Path, params: dict, progress: bool) -> None:
         (root / "JPEGImages" / f"{image_id}.jpg").write_bytes(jpg.tobytes())
         if split != "pretrain":  # the pretraining split stands in for ImageNet: image labels only, no masks
             write_mask_png(root / "SegmentationClassAug" / f"{image_id}.png", mask)
-        write_voc_xml(root / "Annotations" / f"{image_id}.xml", f"{image_id}.jpg", image_size, image_size,
-                      objects, folder="synthetic")
+        write_voc_xml(
+            root / "Annotations" / f"{image_id}.xml",
+            f"{image_id}.jpg",
+            image_size,
+            image_size,
+            objects,
+            folder="synthetic",
+        )
 
     lists = root / "ImageSets" / "Segmentation"
     lists.joinpath("train_aug.txt").write_text("".join(f"{i}\n" for i in splits["train_aug"]))

@@ -70,8 +70,11 @@ def to_tensors(
     out["image_uint8"] = uint8
     out["mask"] = torch.from_numpy(np.ascontiguousarray(sample["mask"]).astype(np.int64))
     valid = sample.get("valid")
-    out["valid"] = (torch.ones(image.shape[:2], dtype=torch.bool) if valid is None
-                    else torch.from_numpy(np.ascontiguousarray(valid, dtype=bool)))
+    out["valid"] = (
+        torch.ones(image.shape[:2], dtype=torch.bool)
+        if valid is None
+        else torch.from_numpy(np.ascontiguousarray(valid, dtype=bool))
+    )
     out["boxes"] = torch.from_numpy(np.asarray(sample["boxes"], dtype=np.float32).reshape(-1, 5).copy())
     out["labels"] = torch.from_numpy(np.asarray(sample["labels"], dtype=bool).copy())
     return out

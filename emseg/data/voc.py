@@ -42,9 +42,9 @@ from .io import (
     read_id_list,
     read_image,
     read_image_labels,
-    read_text_lines,
     read_mask_png,
     read_sbd_mat,
+    read_text_lines,
 )
 from .transforms import EvalTransform
 
@@ -87,8 +87,10 @@ def find_list(root: str | os.PathLike, split: str | os.PathLike) -> Path:
     for path in candidates:
         if path.is_file():
             return path
-    raise MissingDataError(candidates[0], f"no image list for split {str(split)!r} (also looked in "
-                           + ", ".join(str(p) for p in candidates[1:]) + ")")
+    raise MissingDataError(
+        candidates[0],
+        f"no image list for split {str(split)!r} (also looked in " + ", ".join(str(p) for p in candidates[1:]) + ")",
+    )
 
 
 def read_class_names(root: str | os.PathLike) -> tuple[str, ...]:
@@ -220,8 +222,11 @@ class VOCSegmentation(Dataset):
         mask = read_sbd_mat(path) if path.suffix == ".mat" else read_mask_png(path)
         bad = (mask >= self.num_classes) & (mask != IGNORE_INDEX)
         if bad.any():
-            raise DataError(path, f"mask value {int(mask[bad].max())} is not a class index "
-                            f"(0..{self.num_classes - 1}) nor {IGNORE_INDEX}")
+            raise DataError(
+                path,
+                f"mask value {int(mask[bad].max())} is not a class index "
+                f"(0..{self.num_classes - 1}) nor {IGNORE_INDEX}",
+            )
         return mask
 
     def _labels_boxes_from_xml(self, path: Path, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
@@ -233,8 +238,9 @@ class VOCSegmentation(Dataset):
         for k, obj in enumerate(ann.objects):
             x1, y1, x2, y2 = obj.box
             if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
-                raise DataError(path, f"object {k} ({obj.name}) has its box {obj.box} entirely outside "
-                                f"the {width}x{height} image")
+                raise DataError(
+                    path, f"object {k} ({obj.name}) has its box {obj.box} entirely outside the {width}x{height} image"
+                )
         labels = np.zeros(self.num_classes, dtype=bool)
         labels[0] = True
         rows = []
@@ -253,8 +259,9 @@ class VOCSegmentation(Dataset):
         if entry.mask is not None and (strong or entry.xml is None):
             mask = self.read_mask(entry.mask)
             if mask.shape != (h, w):
-                raise DataError(entry.mask, f"mask is {mask.shape[1]}x{mask.shape[0]} but the image "
-                                f"{entry.image.name} is {w}x{h}")
+                raise DataError(
+                    entry.mask, f"mask is {mask.shape[1]}x{mask.shape[0]} but the image {entry.image.name} is {w}x{h}"
+                )
         external = self.annotations.get(entry.id, self.num_classes) if self.annotations is not None else None
         no_boxes = np.zeros((0, 5), dtype=np.float32)
         if external is not None:
@@ -322,9 +329,11 @@ class VOCSegmentation(Dataset):
 
     def __repr__(self) -> str:
         strong = len(self.strong_indices)
-        return (f"VOCSegmentation(root={str(self.root)!r}, list={self.list_file.name!r}, images={len(self)}, "
-                f"strong={strong}, weak={len(self) - strong}, classes={self.num_classes}, "
-                f"skipped={len(self.skipped)})")
+        return (
+            f"VOCSegmentation(root={str(self.root)!r}, list={self.list_file.name!r}, images={len(self)}, "
+            f"strong={strong}, weak={len(self) - strong}, classes={self.num_classes}, "
+            f"skipped={len(self.skipped)})"
+        )
 
 
 def check_split(root: str | os.PathLike, split: str | os.PathLike, what: str = "", boxes: bool = True) -> None:
@@ -336,8 +345,11 @@ def check_split(root: str | os.PathLike, split: str | os.PathLike, what: str = "
     if ds.skipped:
         _, path, reason = ds.skipped[0]
         more = f"; {len(ds.skipped) - 1} more broken" if len(ds.skipped) > 1 else ""
-        raise DataError(path, f"{reason} ({what or 'split'} {str(split)!r}{more}; python -m emseg.data check "
-                        f"{root} --split {split} lists them)")
+        raise DataError(
+            path,
+            f"{reason} ({what or 'split'} {str(split)!r}{more}; python -m emseg.data check "
+            f"{root} --split {split} lists them)",
+        )
 
 
 def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:

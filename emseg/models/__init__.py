@@ -24,8 +24,13 @@ def torchvision_vgg16_path() -> Path:
 
 
 def build_model(
-    name: str, num_classes: int, pretrained: str | None = None, width: int = 32, dropout: float | None = None,
-    context: tuple[int, int] | None = None, input_scale: float = 1.0,
+    name: str,
+    num_classes: int,
+    pretrained: str | None = None,
+    width: int = 32,
+    dropout: float | None = None,
+    context: tuple[int, int] | None = None,
+    input_scale: float = 1.0,
 ) -> nn.Module:
     """Build a network by name; ``pretrained`` is a local torchvision-layout VGG16 file
     (DeepLab-LargeFOV only); ``dropout`` and ``context`` (the small model's context dilations)

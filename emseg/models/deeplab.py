@@ -89,17 +89,23 @@ class DeepLabSmall(nn.Module):
         self.context = tuple(int(d) for d in context)
         self.backbone = nn.Sequential(
             # a strided first layer: full-resolution convolutions cost most on a CPU
-            nn.Conv2d(3, w, 3, stride=2, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(3, w, 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(w, 2 * w, 3, padding=1),
+            nn.ReLU(inplace=True),
             nn.MaxPool2d(3, stride=2, padding=1),
-            nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(2 * w, 2 * w, 3, padding=1),
+            nn.ReLU(inplace=True),
             nn.MaxPool2d(3, stride=2, padding=1),
-            _context_conv(2 * w, 2 * w, self.context[0]), nn.ReLU(inplace=True),
+            _context_conv(2 * w, 2 * w, self.context[0]),
+            nn.ReLU(inplace=True),
         )
         self.head = nn.Sequential(
-            _context_conv(2 * w, 4 * w, self.context[1]), nn.ReLU(inplace=True),
+            _context_conv(2 * w, 4 * w, self.context[1]),
+            nn.ReLU(inplace=True),
             nn.Dropout2d(dropout),
-            nn.Conv2d(4 * w, 4 * w, 1), nn.ReLU(inplace=True),
+            nn.Conv2d(4 * w, 4 * w, 1),
+            nn.ReLU(inplace=True),
         )
         self.classifier = nn.Conv2d(4 * w, num_classes, 1)
         _init_random(self)
@@ -153,7 +159,7 @@ def convert_vgg16_state_dict(vgg: dict[str, Tensor]) -> dict[str, Tensor]:
     out: dict[str, Tensor] = {}
     for key, value in vgg.items():
         if key.startswith("features."):
-            out["backbone." + key[len("features."):]] = value
+            out["backbone." + key[len("features.") :]] = value
     try:
         w6, b6 = vgg["classifier.0.weight"], vgg["classifier.0.bias"]
         w7, b7 = vgg["classifier.3.weight"], vgg["classifier.3.bias"]

@@ -7,7 +7,6 @@ import math
 import torch
 from torch import Tensor
 
-
 # The fake kernels run the native bindings' checks that need no tensor data (csrc/common/checks.h
 # and each family's checks): shapes, dtypes, devices and scalar arguments, in the same order and
 # naming the same argument. Checks of values (NaN, class ranges, sizes' entries) need the data and
@@ -56,8 +55,7 @@ def _check_same_device(op: str, name: str, tensor: Tensor, reference: Tensor, re
     real one dispatches to the fake kernel, not to the native one."""
     torch._check(
         tensor.device == reference.device,
-        lambda: f"{op}: {name} must be on the same device as {ref_name} "
-        f"({reference.device}), got {tensor.device}",
+        lambda: f"{op}: {name} must be on the same device as {ref_name} ({reference.device}), got {tensor.device}",
     )
 
 
@@ -79,8 +77,7 @@ def _check_scores_fake(op: str, scores: Tensor):
     _check_dim(scores, name, 4, "[N, C, H, W]")
     _expect(
         scores.dtype.is_floating_point,
-        f"{name} must be a floating-point tensor (float32, float64, float16 or bfloat16), "
-        f"got {scores.dtype}",
+        f"{name} must be a floating-point tensor (float32, float64, float16 or bfloat16), got {scores.dtype}",
     )
     _expect(
         scores.shape[1] >= 1,
@@ -95,8 +92,7 @@ def _check_present_fake(op: str, present: Tensor, scores: Tensor):
     _check_same_device(op, "present", present, scores, "scores")
     _expect(
         present.shape == scores.shape[:2],
-        f"{name} must have shape [N, C] = {list(scores.shape[:2])} to match scores, "
-        f"got {list(present.shape)}",
+        f"{name} must have shape [N, C] = {list(scores.shape[:2])} to match scores, got {list(present.shape)}",
     )
 
 

@@ -16,7 +16,6 @@ from ._common import (
     _label_map_fake,
 )
 
-
 #: Share of a box's pixels that Bbox-Seg fixes as foreground around the box centre (paper: 20%).
 CENTER_PORTION = 0.2
 
@@ -85,9 +84,7 @@ def _bbox_em_fixed_fake(scores, boxes, fg_bias=5.0, bg_bias=3.0, suppress_absent
     return _label_map_fake("bbox_em_fixed", "boxes", boxes, scores)
 
 
-def center_prior(
-    boxes: Tensor, height: int, width: int, portion: float = CENTER_PORTION
-) -> Tensor:
+def center_prior(boxes: Tensor, height: int, width: int, portion: float = CENTER_PORTION) -> Tensor:
     """Bbox-Seg's fixed foreground: the centre area of each box covering ``portion`` of its pixels.
 
     Each box is shrunk about its centre by ``sqrt(portion)`` per side, so the kept rectangle holds
@@ -105,7 +102,5 @@ def center_prior(
     cy = (boxes[..., 1] + boxes[..., 3]) * 0.5
     half_w = (boxes[..., 2] - boxes[..., 0]) * (0.5 * scale)
     half_h = (boxes[..., 3] - boxes[..., 1]) * (0.5 * scale)
-    centre = torch.stack(
-        [cx - half_w, cy - half_h, cx + half_w, cy + half_h, boxes[..., 4]], dim=-1
-    )
+    centre = torch.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h, boxes[..., 4]], dim=-1)
     return boxes_to_labels(centre.contiguous(), height, width, fill=-1)

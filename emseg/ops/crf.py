@@ -16,7 +16,6 @@ from ._common import (
     _register_no_backward,
 )
 
-
 #: Dense-CRF parameters of DeepLab-CRF-LargeFOV on PASCAL VOC (the model of Papandreou et al.):
 #: Potts weights and standard deviations in pixels / intensity levels, 10 mean-field iterations.
 CRF_DEFAULTS = {
@@ -90,8 +89,7 @@ def _permutohedral_filter_fake(values, features, normalize=True):
     d, points = features.shape[-1], values.shape[-2]
     _expect(
         1 <= d <= _MAX_FEATURE_DIM,
-        "features.shape[-1] (the feature dimension D) must be between 1 and "
-        f"{_MAX_FEATURE_DIM}, got {d}",
+        f"features.shape[-1] (the feature dimension D) must be between 1 and {_MAX_FEATURE_DIM}, got {d}",
     )
     _expect(
         points * (d + 1) < 2**30,
@@ -128,7 +126,10 @@ def _linear_filter_backward(transpose):
     def backward(ctx, grad):
         (features,) = ctx.saved_tensors
         _refuse_grad(
-            ctx, 1, "permutohedral_filter", "features",
+            ctx,
+            1,
+            "permutohedral_filter",
+            "features",
             "the lattice's vertices and barycentric weights are piecewise functions of them",
         )
         grad_values = None
@@ -160,16 +161,12 @@ def _pair(x, n: int, name: str) -> list[float]:
     return out
 
 
-def _crf_compat(
-    num_labels: int, weight: float, compat: Tensor | None, device: torch.device
-) -> Tensor:
+def _crf_compat(num_labels: int, weight: float, compat: Tensor | None, device: torch.device) -> Tensor:
     """One kernel's [L, L] compatibility energy: Potts as -w * I (see dense_crf), else w * compat."""
     if compat is None:
         return -float(weight) * torch.eye(num_labels, dtype=torch.float32, device=device)
     if compat.shape != (num_labels, num_labels):
-        raise ValueError(
-            f"compat must have shape [L, L] = [{num_labels}, {num_labels}], got {list(compat.shape)}"
-        )
+        raise ValueError(f"compat must have shape [L, L] = [{num_labels}, {num_labels}], got {list(compat.shape)}")
     return float(weight) * compat.to(device=device, dtype=torch.float32)
 
 
@@ -235,14 +232,19 @@ def dense_crf(
     bi_std = _pair(bi_xy_std, 2, "bi_xy_std") + _pair(bi_rgb_std, 3, "bi_rgb_std")
     return _interruptible(
         torch.ops.emseg.dense_crf,
-        unary, image, compat_k, pos_std, bi_std, iterations, sizes, unary_kind == "logits",
+        unary,
+        image,
+        compat_k,
+        pos_std,
+        bi_std,
+        iterations,
+        sizes,
+        unary_kind == "logits",
     )
 
 
 def _check_stds(stds, name: str, expected: int, layout: str):
-    _expect(
-        len(stds) == expected, f"{name} must have {expected} entries {layout}, got {len(stds)}"
-    )
+    _expect(len(stds) == expected, f"{name} must have {expected} entries {layout}, got {len(stds)}")
     for i, std in enumerate(stds):
         _expect(
             math.isfinite(std) and std > 0,
@@ -257,8 +259,7 @@ def _dense_crf_fake(unary, image, compat, pos_std, bi_std, iterations=10, sizes=
     n, labels, h, w = unary.shape
     _expect(
         labels >= 1,
-        "unary must have at least one label (unary.shape[1] = L >= 1), got shape "
-        f"{list(unary.shape)}",
+        f"unary must have at least one label (unary.shape[1] = L >= 1), got shape {list(unary.shape)}",
     )
     _check_dim(image, "image", 4, "[N, 3, H, W]")
     _check_dtype(image, "image", torch.uint8)
@@ -284,9 +285,7 @@ def _dense_crf_fake(unary, image, compat, pos_std, bi_std, iterations=10, sizes=
     )
     span, limit = torch.sym_max(h, w), 2**22
     _expect(
-        span / min(pos_std) * 6 < limit
-        and span / min(bi_std[:2]) * 6 < limit
-        and 255.0 / min(bi_std[2:]) * 6 < limit,
+        span / min(pos_std) * 6 < limit and span / min(bi_std[:2]) * 6 < limit and 255.0 / min(bi_std[2:]) * 6 < limit,
         "standard deviations too small for the image size: pixel coordinates divided by them "
         f"must stay below {limit // 6}",
     )
@@ -299,9 +298,7 @@ def _dense_crf_fake(unary, image, compat, pos_std, bi_std, iterations=10, sizes=
 
 
 @torch.library.register_fake("emseg::dense_crf_backward")
-def _dense_crf_backward_fake(
-    grad, unary, image, compat, pos_std, bi_std, iterations=10, sizes=None, logits=False
-):
+def _dense_crf_backward_fake(grad, unary, image, compat, pos_std, bi_std, iterations=10, sizes=None, logits=False):
     _check_dtype(grad, "grad", torch.float32)
     _expect(
         grad.device == unary.device,
@@ -323,7 +320,10 @@ def _crf_backward(ctx, grad):
     unary, compat, sizes = ctx.saved_tensors
     image, _, pos_std, bi_std, iterations, _, logits = ctx.inputs
     _refuse_grad(
-        ctx, 2, "dense_crf", "compat",
+        ctx,
+        2,
+        "dense_crf",
+        "compat",
         "only the unary is differentiable; the kernel weights and compatibilities are constants",
     )
     grad_unary = None

@@ -33,8 +33,7 @@ def buffer(obj, name: str, ndim: int, dtype=np.float32) -> np.ndarray:
     if arr.dtype != dtype:
         want, got = np.dtype(dtype).name, arr.dtype.name
         raise ValueError(
-            f"Buffer dtype mismatch, expected '{_C_NAMES.get(want, want)}' but got "
-            f"'{_C_NAMES.get(got, got)}'"
+            f"Buffer dtype mismatch, expected '{_C_NAMES.get(want, want)}' but got '{_C_NAMES.get(got, got)}'"
         )
     if not arr.flags.c_contiguous:
         raise ValueError("ndarray is not C-contiguous")

@@ -70,6 +70,7 @@ __all__ = [
 #: The permutohedral filter's range of feature dimensions.
 MAX_FEATURE_DIM = 16
 
+
 class Unary:
     """A unary energy ``[n_labels, n_pixels]`` for :meth:`DenseCRF.setUnary`."""
 
@@ -178,8 +179,7 @@ class DenseCRF:
         dim = features.shape[0]
         if not 1 <= dim <= MAX_FEATURE_DIM:
             raise NotImplementedError(
-                f"pairwise features of {dim} dimensions: emseg's permutohedral lattice takes 1 to "
-                f"{MAX_FEATURE_DIM}"
+                f"pairwise features of {dim} dimensions: emseg's permutohedral lattice takes 1 to {MAX_FEATURE_DIM}"
             )
         matrix, potts = _label_compatibility(compat, self._nlabel)
         self._terms.append(_Term(features, matrix, potts, normalization, **kind))
@@ -190,30 +190,22 @@ class DenseCRF:
         """A Gaussian pairwise term over ``features``: float32 ``[n_features, nvar]``."""
         features = buffer(features, "features", 2)
         if features.shape[1] != self._nvar:
-            raise ValueError(
-                f"Bad shape for pairwise energy (Need (?, {self._nvar}), got {features.shape})"
-            )
+            raise ValueError(f"Bad shape for pairwise energy (Need (?, {self._nvar}), got {features.shape})")
         self._add_term(features.copy(), compat, kernel, normalization)
 
     def setUnary(self, u: Unary) -> None:  # noqa: N802
         if not isinstance(u, Unary):
-            raise TypeError(
-                f"Argument 'u' has incorrect type (expected {__name__}.Unary, got {type(u).__name__})"
-            )
+            raise TypeError(f"Argument 'u' has incorrect type (expected {__name__}.Unary, got {type(u).__name__})")
         energy = u.energy()
         if energy.shape != (self._nlabel, self._nvar):
-            raise ValueError(
-                f"Bad shape for unary energy (Need {(self._nlabel, self._nvar)}, got {energy.shape})"
-            )
+            raise ValueError(f"Bad shape for unary energy (Need {(self._nlabel, self._nvar)}, got {energy.shape})")
         self._unary = energy
 
     def setUnaryEnergy(self, u, f=None) -> None:  # noqa: N802
         """The unary energy ``u`` (float32 ``[nlabels, nvar]``, ``-log p``), or ``u @ f``."""
         u = buffer(u, "u", 2)
         if u.shape != (self._nlabel, self._nvar):
-            raise ValueError(
-                f"Bad shape for unary energy (Need {(self._nlabel, self._nvar)}, got {u.shape})"
-            )
+            raise ValueError(f"Bad shape for unary energy (Need {(self._nlabel, self._nvar)}, got {u.shape})")
         self.setUnary(ConstUnary(u) if f is None else LogisticUnary(u, f))
 
     # --- inference -------------------------------------------------------------------------
@@ -256,9 +248,7 @@ class DenseCRF:
 
     def _marginals(self, Q, name: str = "Q") -> np.ndarray:  # noqa: N803
         if not isinstance(Q, np.ndarray):
-            raise TypeError(
-                f"Argument '{name}' has incorrect type (expected numpy.ndarray, got {type(Q).__name__})"
-            )
+            raise TypeError(f"Argument '{name}' has incorrect type (expected numpy.ndarray, got {type(Q).__name__})")
         Q = buffer(Q, name, 2)  # noqa: N806
         if Q.shape != (self._nlabel, self._nvar):
             raise ValueError(f"Bad shape for {name} (Need {(self._nlabel, self._nvar)}, got {Q.shape})")
@@ -314,9 +304,7 @@ class DenseCRF2D(DenseCRF):
             srgb = (srgb, srgb, srgb)
         rgbim = buffer(rgbim, "rgbim", 3, np.uint8)
         if rgbim.shape[0] != self._h or rgbim.shape[1] != self._w:
-            raise ValueError(
-                f"Bad shape for pairwise bilateral (Need {(self._h, self._w, 3)}, got {rgbim.shape})"
-            )
+            raise ValueError(f"Bad shape for pairwise bilateral (Need {(self._h, self._w, 3)}, got {rgbim.shape})")
         if rgbim.shape[2] != 3:
             raise ValueError(
                 "addPairwiseBilateral only works for RGB images. For other types, use "
@@ -325,12 +313,8 @@ class DenseCRF2D(DenseCRF):
             )
         stds = tuple(float(np.float32(s)) for s in (sxy[0], sxy[1], srgb[0], srgb[1], srgb[2]))
         colours = rgbim.reshape(-1, 3).astype(np.float32)
-        features = np.stack(
-            self._pixel_grid(*stds[:2]) + [colours[:, c] / np.float32(stds[2 + c]) for c in range(3)]
-        )
-        self._add_term(
-            features, compat, kernel, normalization, kind="bilateral", stds=stds, image=rgbim.copy()
-        )
+        features = np.stack(self._pixel_grid(*stds[:2]) + [colours[:, c] / np.float32(stds[2 + c]) for c in range(3)])
+        self._add_term(features, compat, kernel, normalization, kind="bilateral", stds=stds, image=rgbim.copy())
 
     def _fused(self, n_iterations: int) -> Tensor | None:
         by_kind = {"gaussian": [], "bilateral": [], "features": []}

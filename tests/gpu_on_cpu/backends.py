@@ -17,10 +17,9 @@ import os
 
 import pytest
 import torch
+from conftest import CUDA_SKIP_REASON
 
 import emseg
-
-from conftest import CUDA_SKIP_REASON
 
 HIPCPU_LIB = os.environ.get("EMSEG_HIPCPU_LIB", "")
 HIPCPU_SKIP_REASON = "HIP-CPU build of the CUDA sources not loaded (bash .ci/gpu_on_cpu.sh sets EMSEG_HIPCPU_LIB)"

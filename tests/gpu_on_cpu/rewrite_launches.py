@@ -7,6 +7,7 @@ file compiles as C++ against HIP-CPU.
 Fails (exit 1) on a launch it cannot parse and on a file without launches, so that a new launch
 form is noticed rather than left out.
 """
+
 import re
 import sys
 
@@ -68,7 +69,7 @@ def rewrite(source: str) -> tuple[str, int]:
             name_start = _match_back(source, name_end, "<", ">")
         name_start = re.search(r"[A-Za-z_][\w:]*\s*$", source[:name_start]).start()
         config_end = source.index(">>>", start)
-        config = _split_top_level(source[start + 3:config_end])
+        config = _split_top_level(source[start + 3 : config_end])
         if len(config) == 2:
             config += ["0", "nullptr"]
         elif len(config) == 3:
@@ -81,7 +82,7 @@ def rewrite(source: str) -> tuple[str, int]:
         if source[args_open] != "(":
             raise ValueError("a launch must be followed by its argument list")
         args_close = _match_forward(source, args_open)
-        args = source[args_open + 1:args_close - 1].strip()
+        args = source[args_open + 1 : args_close - 1].strip()
         kernel = " ".join(source[name_start:name_end].split())
         grid, block, shmem, stream = config
         call = f"hipLaunchKernelGGL(({kernel}), dim3({grid}), dim3({block}), {shmem}, {stream}"

@@ -12,10 +12,9 @@ import warnings
 
 import pytest
 import torch
+from conftest import CUDA_SKIP_REASON
 
 import emseg
-
-from conftest import CUDA_SKIP_REASON
 
 pytestmark = pytest.mark.skipif(not emseg.cuda_available(), reason=CUDA_SKIP_REASON)
 
@@ -53,9 +52,16 @@ def test_cuda_syncs_per_op():
         # One read of the checks, one vertex count per image.
         "permutohedral_filter": count_syncs(emseg_ops.permutohedral_filter, values, features),
         # One read of the checks, sizes and kernel plan; two lattices per image.
-        "dense_crf": count_syncs(emseg_ops.dense_crf, unary, image, compat, [3.0, 3.0],
-                                 [60.0, 60.0, 10.0, 10.0, 10.0], 2, sizes, False),
+        "dense_crf": count_syncs(
+            emseg_ops.dense_crf, unary, image, compat, [3.0, 3.0], [60.0, 60.0, 10.0, 10.0, 10.0], 2, sizes, False
+        ),
     }
-    expected = {"em_fixed": 1, "em_adapt": 1, "boxes_to_labels": 1, "bbox_em_fixed": 1,
-                "permutohedral_filter": 1 + n, "dense_crf": 1 + 2 * n}
+    expected = {
+        "em_fixed": 1,
+        "em_adapt": 1,
+        "boxes_to_labels": 1,
+        "bbox_em_fixed": 1,
+        "permutohedral_filter": 1 + n,
+        "dense_crf": 1 + 2 * n,
+    }
     assert counts == expected
