@@ -1,55 +1,90 @@
 """The recipes a run starts from, and the rules that fit them to the data.
 
-``voc`` is the paper's; ``synthetic`` and ``cpu`` are sized for a laptop CPU. A preset fills every
-flag a user leaves unset (:func:`emseg.config.config_from_args`).
+:class:`emseg.config.TrainConfig` holds every setting's default: the recipe of the built-in
+synthetic set (the ``synthetic`` preset). A preset names only what it changes from those, and what
+it changes for one mode; :func:`emseg.config.config_from_args` lays the flags a user gave over both.
+``voc`` is the paper's recipe; ``synthetic`` and ``cpu`` are sized for a laptop CPU.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .crf import CRFParams
 from .data.io import read_id_list
 from .data.voc import find_list
 
-#: The online E-step options of the small-network presets, by mode: what measured best on the
-#: built-in set's validation split (seeds 0-2; docs in the README's results). The CRF-refined E-step
-#: keeps EM-Adapt's labels on the objects' outlines; Bbox-EM-Fixed with it alone collapses to
-#: background (the CRF spreads the certain background outside the boxes into them), and its E-step on
-#: a slowly updated copy of the network (decay 0.9999: the copy keeps most of the start) holds.
-ESTEP_CRF = {
-    "full": False,
-    "em-fixed": True,
-    "em-adapt": True,
-    "bbox-rect": False,
-    "bbox-seg": False,
-    "bbox-em-fixed": True,
-}
-ESTEP_TEACHER = {
-    "full": 0.0,
-    "em-fixed": 0.0,
-    "em-adapt": 0.0,
-    "bbox-rect": 0.0,
-    "bbox-seg": 0.0,
-    "bbox-em-fixed": 0.9999,
+#: The small network's online E-step and biases where they differ from TrainConfig's by mode: what
+#: measured best on the built-in set's validation split (seeds 0-2; the README's results). The
+#: CRF-refined E-step keeps EM-Adapt's and EM-Fixed's labels on the objects' outlines. Bbox-EM-Fixed
+#: with the CRF alone collapses to background (the CRF spreads the certain background outside the
+#: boxes into them); its E-step on a slowly updated copy of the network (decay 0.9999: the copy
+#: keeps most of the start) holds. The paper's b_fg = 5, b_bg = 3 were set for DeepLab's VOC
+#: scores; against this network's scores their +2 for foreground labels most of EM-Fixed semi's weak
+#: pixels foreground, and +1 (4 and 3) measures best there.
+SMALL_NETWORK_BY_MODE: dict[str, dict] = {
+    "em-adapt": dict(estep_crf=True),
+    "em-fixed": dict(estep_crf=True, fg_bias=4.0),
+    "bbox-em-fixed": dict(estep_crf=True, estep_teacher=0.9999),
 }
 
 
-#: The fixed biases of the small network's presets, by mode. The paper's b_fg = 5, b_bg = 3 were set
-#: for DeepLab's VOC scores; against this network's scores their +2 for foreground labels most of
-#: EM-Fixed semi's weak pixels foreground, and +1 (4 and 3) measures best there. Bbox-EM-Fixed,
-#: whose boxes bound the foreground, keeps the paper's.
-FG_BIAS = {mode: 5.0 for mode in ESTEP_CRF} | {"em-fixed": 4.0}
-BG_BIAS = {mode: 3.0 for mode in ESTEP_CRF}
+@dataclass(frozen=True)
+class Preset:
+    """What a preset changes from :class:`emseg.config.TrainConfig`'s defaults."""
+
+    summary: str
+    #: setting -> value, only where it differs from TrainConfig's
+    settings: dict = field(default_factory=dict)
+    #: mode -> {setting: value}: the defaults that depend on the mode
+    by_mode: dict[str, dict] = field(default_factory=dict)
+    #: the input scale (:func:`working_scale`) and the iterations (:func:`cpu_iterations`) come
+    #: from the training list unless given
+    fit_to_data: bool = False
+
+
+PRESETS: dict[str, Preset] = {
+    "synthetic": Preset("the built-in synthetic set on a CPU (TrainConfig's defaults)", by_mode=SMALL_NETWORK_BY_MODE),
+    # a user's VOC-layout data on a CPU: the synthetic recipe, the images resized so that their
+    # median longer side is the crop, as many iterations as the training list needs
+    "cpu": Preset(
+        "a VOC-layout set on a CPU: the small network, the images resized to the crop",
+        settings=dict(eval_batch_size=1),
+        by_mode=SMALL_NETWORK_BY_MODE,
+        fit_to_data=True,
+    ),
+    # DeepLab's solver for the weak nets: batch 20, crop 321, lr 1e-3 with x10 on the classifier,
+    # x0.1 every 2000 iterations, 6000 iterations; the paper's E-step and biases in every mode
+    "voc": Preset(
+        "the paper's recipe: DeepLab-LargeFOV on PASCAL VOC, on a GPU",
+        settings=dict(
+            model="deeplab-largefov",
+            batch_size=20,
+            crop_size=321,
+            iterations=6000,
+            lr=1e-3,
+            lr_policy="step",
+            lr_step=2000,
+            warmup=0,
+            clip_grad=0.0,
+            scale_min=0.5,
+            scale_max=1.5,
+            eval_batch_size=1,
+            checkpoint_interval=1000,
+            width=32,  # the small network's width, should --model small be asked for
+            crf=CRFParams(),
+        ),
+    ),
+}
 
 
 def default_mode(preset: str, semi: bool) -> tuple[str, str]:
     """The mode of a run that names none, for its preset and supervision, and why (the log prints
     it). From image labels alone EM-Adapt everywhere: EM-Fixed's fixed biases let background take
-    every pixel (the paper: 38.2 against 20.8; here 20.3 against 69.6, seed 0). With strong images,
-    ``voc`` takes the paper's EM-Fixed semi; the small network's presets take EM-Adapt semi, which
-    measures above EM-Fixed semi on every seed of the built-in set's validation split (74.6, 74.5,
-    77.1 against 73.8, 74.0, 73.3 with the presets' biases; 58.8 with the paper's, seed 0)."""
+    every pixel (the paper: 38.2 against 20.8). With strong images, ``voc`` takes the paper's
+    EM-Fixed semi; the small network's presets take EM-Adapt semi, which measures above EM-Fixed
+    semi on every seed of the built-in set's validation split (the README's results)."""
     if not semi:
         return "em-adapt", (
             "no --mode: from image labels alone, EM-Adapt (EM-Fixed's fixed biases let background take every pixel)"
@@ -61,96 +96,10 @@ def default_mode(preset: str, semi: bool) -> tuple[str, str]:
     )
 
 
-#: Defaults that depend on the setting. ``voc`` is the paper's recipe (DeepLab's solver for the
-#: weak nets: batch 20, crop 321, lr 1e-3 with x10 on the classifier, x0.1 every 2000 iterations,
-#: 6000 iterations); ``synthetic`` is sized for a laptop CPU (about 10 minutes on 2 cores).
-PRESETS: dict[str, dict] = {
-    "voc": dict(
-        model="deeplab-largefov",
-        batch_size=20,
-        crop_size=321,
-        iterations=6000,
-        lr=1e-3,
-        lr_policy="step",
-        lr_step=2000,
-        warmup=0,
-        clip_grad=0.0,
-        estep_crf=False,
-        estep_teacher=0.0,
-        fg_bias=5.0,
-        bg_bias=3.0,
-        scale_min=0.5,
-        scale_max=1.5,
-        eval_batch_size=1,
-        train_split="train_aug",
-        val_split="val",
-        log_interval=20,
-        checkpoint_interval=1000,
-        width=32,
-        input_scale=1.0,
-        crf=CRFParams(),
-    ),
-    # a user's VOC-layout data on a CPU: the synthetic recipe, the images resized so that their
-    # median longer side is the crop (input_scale None: set by that rule from the training list),
-    # and as many iterations as cpu_iterations gives for the training list
-    "cpu": dict(
-        model="small",
-        batch_size=8,
-        crop_size=64,
-        iterations=1500,
-        lr=1e-2,
-        lr_policy="poly",
-        lr_step=1000,
-        warmup=100,
-        clip_grad=10.0,
-        estep_crf=ESTEP_CRF,
-        estep_teacher=ESTEP_TEACHER,
-        fg_bias=FG_BIAS,
-        bg_bias=BG_BIAS,
-        scale_min=0.75,
-        scale_max=1.25,
-        eval_batch_size=1,
-        train_split="train_aug",
-        val_split="val",
-        log_interval=20,
-        checkpoint_interval=500,
-        width=16,
-        input_scale=None,
-        crf=CRFParams(bi_w=4.0, bi_xy_std=16.0, bi_rgb_std=5.0, pos_w=3.0, pos_xy_std=1.0, iterations=10),
-    ),
-    "synthetic": dict(
-        model="small",
-        batch_size=8,
-        crop_size=64,
-        iterations=1500,
-        lr=1e-2,
-        lr_policy="poly",
-        lr_step=1000,
-        warmup=100,
-        clip_grad=10.0,
-        estep_crf=ESTEP_CRF,
-        estep_teacher=ESTEP_TEACHER,
-        fg_bias=FG_BIAS,
-        bg_bias=BG_BIAS,
-        scale_min=0.75,
-        scale_max=1.25,
-        eval_batch_size=8,
-        train_split="train_aug",
-        val_split="val",
-        log_interval=20,
-        checkpoint_interval=500,
-        width=16,
-        input_scale=1.0,
-        # DeepLab's VOC CRF scaled to 64-pixel images (VOC images are about 500 pixels wide)
-        crf=CRFParams(bi_w=4.0, bi_xy_std=16.0, bi_rgb_std=5.0, pos_w=3.0, pos_xy_std=1.0, iterations=10),
-    ),
-}
-
-
 def working_scale(root: str, split: str, crop_size: int, sample: int = 200) -> float:
     """The cpu preset's resolution rule: the factor that brings the median longer side of (up to
-    ``sample`` of) the split's images to ``crop_size``, so a crop holds about a whole image and its
-    image labels stay true; never an enlargement."""
+    ``sample`` of) the split's images to ``crop_size``, so a crop holds about a whole image; never
+    an enlargement."""
     from PIL import Image  # only the headers are read
 
     ids = read_id_list(find_list(root, split))

@@ -24,14 +24,13 @@ def synthetic(small_synthetic):
     return small_synthetic
 
 
-def test_voc_without_sbd_trains_on_train(synthetic, tmp_path, capsys):
+def test_voc_without_sbd_trains_on_train(synthetic, tmp_path, emseg_log):
     root = tmp_path / "VOC2012"
     shutil.copytree(synthetic, root)
     (root / "ImageSets" / "Segmentation" / "train_aug.txt").unlink()
     cfg = config_from_args(["--data-root", str(root)])
     assert cfg.train_split == "train"
-    out = capsys.readouterr().out.strip().splitlines()
-    assert out == [f"emseg: {root} has no train_aug list (SBD's augmented set): training on 'train' instead"]
+    assert emseg_log.messages == [f"emseg: {root} has no train_aug list (SBD's augmented set): training on 'train'"]
     assert config_from_args(["--data-root", str(synthetic)]).train_split == "train_aug"  # SBD there: no change
     with pytest.raises(SystemExit):  # an explicit --train-split is never replaced
         config_from_args(["--data-root", str(root), "--train-split", "train_aug"])
