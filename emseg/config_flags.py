@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from .estep import MODES
-from .models import MODELS, TORCHVISION_VGG16, torchvision_vgg16_path
+from .models import MODELS, TORCHVISION_VGG16
 from .presets import PRESETS
 
 _MODE_HELP = "; ".join(f"{m.name}: {m.summary}" for m in MODES.values())
@@ -87,7 +87,8 @@ FLAGS: dict[str, list[tuple[str, dict, str]]] = {
             "--pretrained",
             {},
             "local ImageNet VGG16 state_dict in torchvision's layout (deeplab-largefov); "
-            f"'{TORCHVISION_VGG16}': torchvision's own file in the torch hub cache ({torchvision_vgg16_path()})",
+            f"'{TORCHVISION_VGG16}': torchvision's own file in the torch hub cache "
+            "($TORCH_HOME/hub/checkpoints/vgg16-397923af.pth, TORCH_HOME by default ~/.cache/torch)",
         ),
         (
             "--init",

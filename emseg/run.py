@@ -116,23 +116,7 @@ def setup(cfg: TrainConfig) -> tuple[Run, int]:
                 f"--resume: the checkpoint's batches ({saved}) differ from this run's; "
                 "resume with the same --batch-size, --strong-share and number of processes"
             )
-    model = build_model(
-        cfg.model,
-        data.dataset.num_classes,
-        pretrained=cfg.pretrained,
-        width=cfg.width,
-        dropout=cfg.dropout,
-        context=cfg.context,
-        input_scale=cfg.input_scale,
-    )
-    pretraining = None
-    if not ckpt and not cfg.pretrained and cfg.init == "pretrain":
-        made = pretrained_start_for(cfg, root, info, device)
-        pretraining = {"path": str(made.path), "map": made.map, "prior_map": made.prior, "learnt": made.learnt}
-        if made.learnt:
-            load_pretrained(model, made.path)
-    elif not ckpt and not cfg.pretrained and cfg.init != "scratch":
-        load_pretrained(model, cfg.init)
+    model, pretraining = starting_model(cfg, data.dataset.num_classes, root, info, device, resumed=ckpt is not None)
     model = model.to(device)
     optimizer, scheduler, guard = optimisation(cfg, model)
     net = (
@@ -166,15 +150,46 @@ def setup(cfg: TrainConfig) -> tuple[Run, int]:
     if ckpt:
         restore(run, ckpt)
     guard.snapshot(model, optimizer)
-    reason = f"; {cfg.mode_reason}" if cfg.mode_reason else ""
-    log.info(
-        f"mode {mode.name} ({mode.summary}{reason}); {data.num_strong} strong + {data.num_weak} weak images, "
-        f"{data.strong_per_batch}/{cfg.batch_size} strong per batch; preset {cfg.preset}; model {cfg.model}"
-        f"{f' (receptive field {model.receptive_field} px)' if hasattr(model, 'receptive_field') else ''}"
-        f"{f', images x{cfg.input_scale:.3g}' if cfg.input_scale != 1 else ''}; {cfg.iterations} iterations "
-        f"on {device}{' x' + str(info.world_size) if info.world_size > 1 else ''}{', amp' if use_amp else ''}"
-    )
+    log.info(describe(run))
     return run, start
+
+
+def starting_model(cfg: TrainConfig, num_classes: int, root, info, device, resumed: bool):
+    """The network before its first step: built, then loaded from the pretrained start (made or
+    found in the cache, used only where it learnt), from ``--init FILE`` or left random; with the
+    pretraining's health (None where none was made). A resumed run's weights come later."""
+    model = build_model(
+        cfg.model,
+        num_classes,
+        pretrained=cfg.pretrained,
+        width=cfg.width,
+        dropout=cfg.dropout,
+        context=cfg.context,
+        input_scale=cfg.input_scale,
+    )
+    pretraining = None
+    if not resumed and not cfg.pretrained and cfg.init == "pretrain":
+        made = pretrained_start_for(cfg, root, info, device)
+        pretraining = {"path": str(made.path), "map": made.map, "prior_map": made.prior, "learnt": made.learnt}
+        if made.learnt:
+            load_pretrained(model, made.path)
+    elif not resumed and not cfg.pretrained and cfg.init != "scratch":
+        load_pretrained(model, cfg.init)
+    return model, pretraining
+
+
+def describe(run: Run) -> str:
+    """The log's first line about a run: its mode and why, its data, its model and schedule."""
+    cfg, data, model = run.cfg, run.data, run.model
+    reason = f"; {cfg.mode_reason}" if cfg.mode_reason else ""
+    field = f" (receptive field {model.receptive_field} px)" if hasattr(model, "receptive_field") else ""
+    scale = f", images x{cfg.input_scale:.3g}" if cfg.input_scale != 1 else ""
+    processes = f" x{run.info.world_size}" if run.info.world_size > 1 else ""
+    return (
+        f"mode {run.mode.name} ({run.mode.summary}{reason}); {data.num_strong} strong + {data.num_weak} weak images, "
+        f"{data.strong_per_batch}/{cfg.batch_size} strong per batch; preset {cfg.preset}; model {cfg.model}{field}"
+        f"{scale}; {cfg.iterations} iterations on {run.device}{processes}{', amp' if run.use_amp else ''}"
+    )
 
 
 def optimisation(cfg: TrainConfig, model: nn.Module):

@@ -241,6 +241,8 @@ def final_evaluation(run: Run, metrics: MetricsLog, train_seconds: float) -> dic
     if plot_curves(metrics.path, out / "curves.png"):  # each row is flushed as it is written
         summary["curves"] = str(out / "curves.png")
         log.info(f"loss and mIoU curves: {out / 'curves.png'}")
+    else:
+        log.info("no curves.png: matplotlib is not installed (pip install matplotlib)")
     log.info(f"checkpoint: {run.checkpoint_path}")
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary

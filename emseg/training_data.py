@@ -107,6 +107,8 @@ def training_data(cfg: TrainConfig, mode: Mode, root: Path, info: DistInfo, star
         strong_ids=None if mode.fixed else strong,
         boxes=mode.needs == "boxes",
     )
+    # the sampler's split from the strong ids: in the fixed-label modes the data set reads every
+    # image's labels as a mask, so its own strong_indices hold every image
     strong_idx = [i for i, k in enumerate(ids) if k in strong]
     weak_idx = [i for i, k in enumerate(ids) if k not in strong]
     if cfg.batch_size > len(ids):

@@ -91,6 +91,7 @@ def test_boxes_to_labels_pixel_centre_rule():
     want = torch.zeros(5, 6, dtype=torch.int64)
     want[2, 1:4] = 7
     assert torch.equal(got, want)
+
     # Fractional corners: a pixel counts when its centre (x + 0.5) is in [x1, x2).
     def row(x1, x2):
         return ops.boxes_to_labels(boxes_tensor([x1, 0, x2, 1, 1]), 1, 6)[0, 0].tolist()

@@ -97,12 +97,10 @@ struct MeanFieldArgs {
 // Energy of padding lanes: exp(-inf - max) is exactly 0 (exp_approx is 0 below -80).
 constexpr float kPadEnergy = __builtin_huge_valf();
 
-// Mean-field update of pixel i. Per pixel: K C W flops for a diagonal (Potts) compatibility or
-// K L^2 for a full one, C W exps; reads (1 + K) C W floats, writes C W. Lane loops have the
-// constant trip count W and vectorise on the host.
+// Pixel i's negated energy less the diagonal (Potts) kernels' messages, into a.q.
 template <int W>
-EMSEG_HD void mean_field_pixel(int64_t i, const MeanFieldArgs& a) {
-  const int64_t P = a.P, L = a.L, C = a.C;
+EMSEG_HD void mean_field_diagonal_messages(int64_t i, const MeanFieldArgs& a) {
+  const int64_t P = a.P, C = a.C;
 #if EMSEG_HOST_SIMD
   using lattice::vf4;
   constexpr int J = W / 4;
@@ -132,6 +130,12 @@ EMSEG_HD void mean_field_pixel(int64_t i, const MeanFieldArgs& a) {
     }
   }
 #endif
+}
+
+// Pixel i's messages of the kernels with a full [L, L] compatibility, subtracted from a.q.
+template <int W>
+EMSEG_HD void mean_field_matrix_messages(int64_t i, const MeanFieldArgs& a) {
+  const int64_t P = a.P, L = a.L;
   for (int k = 0; k < a.num_kernels; ++k) {
     if (a.diag[k] != nullptr) continue;
     const float* s = a.sliced[k];
@@ -142,7 +146,16 @@ EMSEG_HD void mean_field_pixel(int64_t i, const MeanFieldArgs& a) {
       a.q[lattice::chunk_offset(i, l, P, W)] -= m;
     }
   }
-  // Softmax, shifted by the maximum so exp never overflows.
+}
+
+// Pixel i's a.q replaced by its softmax, shifted by the maximum so exp never overflows.
+template <int W>
+EMSEG_HD void mean_field_softmax(int64_t i, const MeanFieldArgs& a) {
+  const int64_t P = a.P, C = a.C;
+#if EMSEG_HOST_SIMD
+  using lattice::vf4;
+  constexpr int J = W / 4;
+#endif
 #if EMSEG_HOST_SIMD
   vf4 mxv = lattice::vf4_set(-kPadEnergy);
   for (int64_t c = 0; c < C; ++c) {
@@ -186,6 +199,16 @@ EMSEG_HD void mean_field_pixel(int64_t i, const MeanFieldArgs& a) {
     for (int t = 0; t < W; ++t) q[t] *= inv;
   }
 #endif
+}
+
+// Mean-field update of pixel i: its energy with the messages, then its softmax. Per pixel: K C W flops for a diagonal (Potts) compatibility or
+// K L^2 for a full one, C W exps; reads (1 + K) C W floats, writes C W. Lane loops have the
+// constant trip count W and vectorise on the host.
+template <int W>
+EMSEG_HD void mean_field_pixel(int64_t i, const MeanFieldArgs& a) {
+  mean_field_diagonal_messages<W>(i, a);
+  mean_field_matrix_messages<W>(i, a);
+  mean_field_softmax<W>(i, a);
 }
 
 // One mean-field step backwards (the gradient of mean_field_pixel's softmax and messages), in the

@@ -256,6 +256,100 @@ EMSEG_HD double capture_raise(const scalar_t* scores, int64_t num_pixels, int64_
          bias[best];
 }
 
+// EM-Adapt's start, on thread 0: biases 0 for background and the present classes, -inf for the
+// absent ones; the portions' total and whether every required pixel count fits in the image.
+template <typename Team>
+EMSEG_HD void adapt_start(const bool* present, int64_t num_classes, int64_t num_pixels,
+                          double fg_portion, double bg_portion, double* bias, AdaptShared* sh,
+                          const Team& team) {
+  if (team.tid == 0) {
+    int64_t present_fg = 0;
+    for (int64_t c = 0; c < num_classes; ++c) {
+      const bool is_present = c == 0 || present[c];
+      bias[c] = is_present ? 0.0 : kNegInf;
+      present_fg += (c > 0 && is_present) ? 1 : 0;
+    }
+    sh->total_portion = bg_portion + static_cast<double>(present_fg) * fg_portion;
+    int64_t needed = required_pixels(bg_portion, sh->total_portion, true, num_pixels);
+    needed += present_fg * required_pixels(fg_portion, sh->total_portion, true, num_pixels);
+    sh->fits = needed <= num_pixels ? 1 : 0;
+  }
+  team.sync();
+}
+
+// One sweep of phase 1: each present class in turn (background first) raised to the smallest bias
+// at which it wins its required pixels.
+template <typename scalar_t, typename Team>
+EMSEG_HD void adapt_sweep(const scalar_t* scores, const bool* present, int64_t num_classes,
+                          int64_t num_pixels, double fg_portion, double bg_portion, double* bias,
+                          uint64_t* keys, AdaptShared* sh, const Team& team) {
+  const bool fits = sh->fits != 0;
+  const double total_portion = sh->total_portion;
+  for (int64_t label = 0; label < num_classes; ++label) {
+    if (label > 0 && !present[label]) continue;
+    const double portion = label == 0 ? bg_portion : fg_portion;
+    const int64_t needed = required_pixels(portion, total_portion, fits, num_pixels);
+    if (needed == 0) continue;
+    if (team.tid == 0) sh->count = 0;
+    team.sync();
+    const double current = bias[label];
+    unsigned long long wins = 0;
+    for (int64_t m = team.tid; m < num_pixels; m += team.size) {
+      const double threshold =
+          win_threshold(scores, num_pixels, num_classes, present, bias, m, label);
+      keys[m] = ordered_key(threshold);
+      wins += threshold <= current ? 1 : 0;
+    }
+    team.add(&sh->count, wins);
+    team.sync();
+    const bool satisfied = static_cast<int64_t>(sh->count) >= needed;
+    team.sync();  // all have read the total before thread 0 resets it for the next class
+    if (satisfied) continue;
+    const double raised = key_to_double(radix_select(keys, num_pixels, needed - 1, &sh->radix, team));
+    if (team.tid == 0) bias[label] = raised;
+    team.sync();
+  }
+}
+
+// One step of a phase-2 chain: the classes in `raising` go up by the smallest raise that wins them
+// one more pixel, and the class that pixel came from joins them. Returns 1 when it came from a
+// class with spare pixels (the chain is complete), 0 when not, -1 when no pixel is left to win.
+template <typename scalar_t, typename Team>
+EMSEG_HD int adapt_chain_step(const scalar_t* scores, const bool* present, int64_t num_classes,
+                              int64_t num_pixels, double* bias, uint64_t* keys, const int64_t* state,
+                              const int64_t* labels, int64_t* raising, AdaptShared* sh,
+                              const Team& team) {
+  for (int64_t m = team.tid; m < num_pixels; m += team.size) {
+    keys[m] = ordered_key(
+        capture_raise(scores, num_pixels, num_classes, present, bias, labels, raising, m));
+  }
+  const uint64_t smallest = radix_select(keys, num_pixels, 0, &sh->radix, team);
+  // The set holds every pixel: nothing left to win (only inputs without a solution get here).
+  if (key_to_double(smallest) == kInf) return -1;
+  // The lowest pixel reaching the smallest raise, so the chain is the same on every backend.
+  if (team.tid == 0) sh->first = static_cast<unsigned long long>(num_pixels);
+  team.sync();
+  for (int64_t m = team.tid; m < num_pixels; m += team.size) {
+    if (keys[m] == smallest) {
+      team.min(&sh->first, static_cast<unsigned long long>(m));
+      break;
+    }
+  }
+  team.sync();
+  const int64_t donor = labels[sh->first];
+  const bool from_spare = state[donor] == kSpare;
+  const double raise = key_to_double(smallest);
+  team.sync();
+  if (team.tid == 0) {
+    for (int64_t c = 0; c < num_classes; ++c) {
+      if (raising[c]) bias[c] += raise;
+    }
+    raising[donor] = 1;
+  }
+  team.sync();
+  return from_spare ? 1 : 0;
+}
+
 // EM-Adapt for one image (scores [C, M], present [C]) by one team; see emseg/ops/estep.py em_adapt.
 // 1. Sweeps as in DeepLab's adaptive-bias layer, but exact: biases start at 0 and only grow; each
 //    present class in turn (background first) is raised to the smallest bias at which it wins its
@@ -273,52 +367,15 @@ EMSEG_HD void em_adapt_image(const scalar_t* scores, const bool* present, int64_
                              int64_t max_iter, double* bias, uint64_t* keys, int64_t* state,
                              int64_t* labels, AdaptShared* sh, const Team& team) {
   int64_t* raising = state + num_classes;
-  if (team.tid == 0) {
-    int64_t present_fg = 0;
-    for (int64_t c = 0; c < num_classes; ++c) {
-      const bool is_present = c == 0 || present[c];
-      bias[c] = is_present ? 0.0 : kNegInf;
-      present_fg += (c > 0 && is_present) ? 1 : 0;
-    }
-    sh->total_portion = bg_portion + static_cast<double>(present_fg) * fg_portion;
-    int64_t needed = required_pixels(bg_portion, sh->total_portion, true, num_pixels);
-    needed += present_fg * required_pixels(fg_portion, sh->total_portion, true, num_pixels);
-    sh->fits = needed <= num_pixels ? 1 : 0;
-  }
-  team.sync();
-  const bool fits = sh->fits != 0;
-  const double total_portion = sh->total_portion;
-
+  adapt_start(present, num_classes, num_pixels, fg_portion, bg_portion, bias, sh, team);
   int64_t iter = 0;
   int64_t deficit = label_and_deficit(scores, present, num_classes, num_pixels, fg_portion,
                                       bg_portion, bias, labels, state, sh, team);
   // Phase 1: sweeps while they shrink the shortfall.
   while (deficit > 0 && iter < max_iter) {
     ++iter;
-    for (int64_t label = 0; label < num_classes; ++label) {
-      if (label > 0 && !present[label]) continue;
-      const double portion = label == 0 ? bg_portion : fg_portion;
-      const int64_t needed = required_pixels(portion, total_portion, fits, num_pixels);
-      if (needed == 0) continue;
-      if (team.tid == 0) sh->count = 0;
-      team.sync();
-      const double current = bias[label];
-      unsigned long long wins = 0;
-      for (int64_t m = team.tid; m < num_pixels; m += team.size) {
-        const double threshold =
-            win_threshold(scores, num_pixels, num_classes, present, bias, m, label);
-        keys[m] = ordered_key(threshold);
-        wins += threshold <= current ? 1 : 0;
-      }
-      team.add(&sh->count, wins);
-      team.sync();
-      const bool satisfied = static_cast<int64_t>(sh->count) >= needed;
-      team.sync();  // all have read the total before thread 0 resets it for the next class
-      if (satisfied) continue;
-      const double raised = key_to_double(radix_select(keys, num_pixels, needed - 1, &sh->radix, team));
-      if (team.tid == 0) bias[label] = raised;
-      team.sync();
-    }
+    adapt_sweep(scores, present, num_classes, num_pixels, fg_portion, bg_portion, bias, keys, sh,
+                team);
     const int64_t previous = deficit;
     deficit = label_and_deficit(scores, present, num_classes, num_pixels, fg_portion, bg_portion,
                                 bias, labels, state, sh, team);
@@ -332,7 +389,7 @@ EMSEG_HD void em_adapt_image(const scalar_t* scores, const bool* present, int64_
   const int64_t stall_limit = kStallChains * (present_count + 1);
   int64_t lowest = deficit, since_lowest = 0;
   while (deficit > 0 && iter < max_iter && since_lowest < stall_limit) {
-    if (team.tid == 0) {
+    if (team.tid == 0) {  // the chain starts from the lowest short class
       bool first_short = true;
       for (int64_t c = 0; c < num_classes; ++c) {
         const bool is_short = (c == 0 || present[c]) && state[c] == kShort && first_short;
@@ -344,34 +401,10 @@ EMSEG_HD void em_adapt_image(const scalar_t* scores, const bool* present, int64_
     bool from_spare = false;
     while (!from_spare && iter < max_iter) {
       ++iter;
-      for (int64_t m = team.tid; m < num_pixels; m += team.size) {
-        keys[m] = ordered_key(
-            capture_raise(scores, num_pixels, num_classes, present, bias, labels, raising, m));
-      }
-      const uint64_t smallest = radix_select(keys, num_pixels, 0, &sh->radix, team);
-      // The set holds every pixel: nothing left to win (only inputs without a solution get here).
-      if (key_to_double(smallest) == kInf) return;
-      // The lowest pixel reaching the smallest raise, so the chain is the same on every backend.
-      if (team.tid == 0) sh->first = static_cast<unsigned long long>(num_pixels);
-      team.sync();
-      for (int64_t m = team.tid; m < num_pixels; m += team.size) {
-        if (keys[m] == smallest) {
-          team.min(&sh->first, static_cast<unsigned long long>(m));
-          break;
-        }
-      }
-      team.sync();
-      const int64_t donor = labels[sh->first];
-      from_spare = state[donor] == kSpare;
-      const double raise = key_to_double(smallest);
-      team.sync();
-      if (team.tid == 0) {
-        for (int64_t c = 0; c < num_classes; ++c) {
-          if (raising[c]) bias[c] += raise;
-        }
-        raising[donor] = 1;
-      }
-      team.sync();
+      const int step = adapt_chain_step(scores, present, num_classes, num_pixels, bias, keys, state,
+                                        labels, raising, sh, team);
+      if (step < 0) return;
+      from_spare = step > 0;
       deficit = label_and_deficit(scores, present, num_classes, num_pixels, fg_portion, bg_portion,
                                   bias, labels, state, sh, team);
       since_lowest = deficit < lowest ? 0 : since_lowest + 1;

@@ -18,7 +18,7 @@ from .synthetic import SYNTHETIC_DEFAULTS, make_synthetic_voc
 from .voc import VOCSegmentation
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m emseg.data", description="Data utilities: write the synthetic set, check a VOC tree."
     )
@@ -62,7 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     chk = sub.add_parser("check", help="read every image and annotation of a split and report problems")
     chk.add_argument("root", help="VOC-layout root (JPEGImages/, Annotations/, SegmentationClass[Aug]/, cls/)")
     chk.add_argument("--split", default="train_aug", help="list name under ImageSets/Segmentation/ or a path")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     if args.command == "synthetic":
         root = make_synthetic_voc(

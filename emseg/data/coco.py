@@ -67,56 +67,64 @@ class CocoBoxes:
         self.num_classes = len(self.class_names)
         self.unmapped: set[str] = set()
         self._json: dict | None = None  # segmentations, loaded again only by class_mask (keeps pickles small)
-        index = {_norm(n): k for k, n in enumerate(self.class_names)}
+        self._index = {_norm(n): k for k, n in enumerate(self.class_names)}
+        self._read_categories(data.get("categories", []), category_map)
+        self._read_images(data.get("images", []))
+        self._rows: dict[str, list[tuple[float, float, float, float, int]]] = {s: [] for s in self._stem.values()}
+        for k, ann in enumerate(data["annotations"]):
+            row = self._box_row(k, ann, include_crowd, min_score)
+            if row is not None:
+                self._rows[self._stem[row[0]]].append(row[1])
 
-        def to_class(value: int | str) -> int:
-            if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-                if not 0 < int(value) < self.num_classes:
-                    raise ValueError(
-                        f"category_map maps to index {value}, not a foreground class index "
-                        f"1..{self.num_classes - 1} of {self.class_names}"
-                    )
-                return int(value)
-            if _norm(str(value)) not in index or index[_norm(str(value))] == 0:
+    def _field(self, record: dict, key: str, what: str):
+        if not isinstance(record, dict) or key not in record:
+            raise DataError(self.path, f"{what} has no {key!r}")
+        return record[key]
+
+    def _integer(self, record: dict, key: str, what: str) -> int:
+        value = self._field(record, key, what)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+            raise DataError(self.path, f"{what}: {key!r} is {value!r}, expected an integer id")
+        return int(value)
+
+    def _to_class(self, value: int | str) -> int:
+        """A category_map target (class index or name) as a foreground class index."""
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            if not 0 < int(value) < self.num_classes:
                 raise ValueError(
-                    f"category_map names {value!r}, not one of the foreground classes {self.class_names[1:]}"
+                    f"category_map maps to index {value}, not a foreground class index "
+                    f"1..{self.num_classes - 1} of {self.class_names}"
                 )
-            return index[_norm(str(value))]
-
-        def field(record: dict, key: str, what: str):
-            if not isinstance(record, dict) or key not in record:
-                raise DataError(self.path, f"{what} has no {key!r}")
-            return record[key]
-
-        def integer(record: dict, key: str, what: str) -> int:
-            value = field(record, key, what)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
-                raise DataError(self.path, f"{what}: {key!r} is {value!r}, expected an integer id")
             return int(value)
+        if self._index.get(_norm(str(value)), 0) == 0:
+            raise ValueError(f"category_map names {value!r}, not one of the foreground classes {self.class_names[1:]}")
+        return self._index[_norm(str(value))]
 
+    def _read_categories(self, categories: list, category_map: Mapping[int | str, int | str] | None) -> None:
         for target in (category_map or {}).values():  # every target, also of categories the JSON lacks
-            to_class(target)
+            self._to_class(target)
         self._category: dict[int, int] = {}
-        for k, cat in enumerate(data.get("categories", [])):
-            cid = integer(cat, "id", f"category {k}")
+        for k, cat in enumerate(categories):
+            cid = self._integer(cat, "id", f"category {k}")
             name = str(cat.get("name", cid))
             if category_map is not None:
                 target = category_map.get(cid, category_map.get(name))
                 if target is not None:
-                    self._category[cid] = to_class(target)
+                    self._category[cid] = self._to_class(target)
                 else:
                     self.unmapped.add(name)
                 continue
             key = _norm(COCO_TO_VOC.get(name.lower(), name))
-            if key in index and index[key] > 0:
-                self._category[cid] = index[key]
+            if self._index.get(key, 0) > 0:
+                self._category[cid] = self._index[key]
             else:
                 self.unmapped.add(name)
 
+    def _read_images(self, images: list) -> None:
         self._stem: dict[int, str] = {}
         files: dict[str, str] = {}
-        for k, img in enumerate(data.get("images", [])):
-            file_name = str(field(img, "file_name", f"image {k}"))
+        for k, img in enumerate(images):
+            file_name = str(self._field(img, "file_name", f"image {k}"))
             stem = Path(file_name).stem
             if files.get(stem, file_name) != file_name:  # both would be image id `stem`: their boxes would merge
                 raise DataError(
@@ -125,32 +133,33 @@ class CocoBoxes:
                     "image id; give them distinct names",
                 )
             files[stem] = file_name
-            self._stem[integer(img, "id", f"image {k}")] = stem
-        self._rows: dict[str, list[tuple[float, float, float, float, int]]] = {s: [] for s in self._stem.values()}
-        for k, ann in enumerate(data["annotations"]):
-            image_id = integer(ann, "image_id", f"annotation {k}")
-            if image_id not in self._stem:
-                raise DataError(self.path, f"annotation {k} refers to image_id {image_id}, which is not in 'images'")
-            cls = self._category.get(integer(ann, "category_id", f"annotation {k}"))
-            if cls is None or (ann.get("iscrowd", 0) and not include_crowd):
-                continue
-            score = ann.get("score", 1.0)
-            if isinstance(score, bool) or not isinstance(score, (int, float)):
-                raise DataError(self.path, f"annotation {k}: 'score' is {score!r}, expected a number")
-            if min_score is not None and score < min_score:
-                continue
-            bbox = ann.get("bbox")
-            numbers = (
-                isinstance(bbox, list)
-                and len(bbox) == 4
-                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox)
+            self._stem[self._integer(img, "id", f"image {k}")] = stem
+
+    def _box_row(self, k: int, ann: dict, include_crowd: bool, min_score: float | None):
+        """(COCO image id, (x1, y1, x2, y2, class)) of annotation ``k``, or None where it is left out."""
+        image_id = self._integer(ann, "image_id", f"annotation {k}")
+        if image_id not in self._stem:
+            raise DataError(self.path, f"annotation {k} refers to image_id {image_id}, which is not in 'images'")
+        cls = self._category.get(self._integer(ann, "category_id", f"annotation {k}"))
+        if cls is None or (ann.get("iscrowd", 0) and not include_crowd):
+            return None
+        score = ann.get("score", 1.0)
+        if isinstance(score, bool) or not isinstance(score, (int, float)):
+            raise DataError(self.path, f"annotation {k}: 'score' is {score!r}, expected a number")
+        if min_score is not None and score < min_score:
+            return None
+        bbox = ann.get("bbox")
+        numbers = (
+            isinstance(bbox, list)
+            and len(bbox) == 4
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox)
+        )
+        if not numbers or bbox[2] < 0 or bbox[3] < 0:
+            raise DataError(
+                self.path, f"annotation {k} has bbox {bbox!r}; expected [x, y, w, h], finite numbers with w, h >= 0"
             )
-            if not numbers or bbox[2] < 0 or bbox[3] < 0:
-                raise DataError(
-                    self.path, f"annotation {k} has bbox {bbox!r}; expected [x, y, w, h], finite numbers with w, h >= 0"
-                )
-            x, y, w, h = (float(v) for v in bbox)
-            self._rows[self._stem[image_id]].append((x, y, x + w, y + h, cls))
+        x, y, w, h = (float(v) for v in bbox)
+        return image_id, (x, y, x + w, y + h, cls)
 
     def __len__(self) -> int:
         return len(self._rows)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .io import IGNORE_INDEX, parse_voc_xml, read_id_list, read_mask_png
-from .voc import find_list
+from .voc import PNG_MASK_DIRS, find_list, first_existing
 
 __all__ = ["dataset_statistics"]
 
@@ -19,21 +19,11 @@ __all__ = ["dataset_statistics"]
 def dataset_statistics(root: str | Path, split: str = "train_aug") -> dict[str, float]:
     """Objects and classes per image, the share of one-class images, the foreground share and the
     share of the image a present class covers (median, 10th and 90th percentile), over the split's
-    images that have a mask (``SegmentationClassAug`` or ``SegmentationClass`` PNG)."""
+    images that have a PNG mask (:data:`emseg.data.voc.PNG_MASK_DIRS`)."""
     root = Path(root)
     objects, classes, foreground, shares = [], [], [], []
     for image_id in read_id_list(find_list(root, split)):
-        png = next(
-            (
-                p
-                for p in (
-                    root / "SegmentationClassAug" / f"{image_id}.png",
-                    root / "SegmentationClass" / f"{image_id}.png",
-                )
-                if p.is_file()
-            ),
-            None,
-        )
+        png = first_existing(root, image_id, PNG_MASK_DIRS)
         if png is None:
             continue
         labelled = read_mask_png(png)

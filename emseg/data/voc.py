@@ -53,6 +53,7 @@ __all__ = ["VOCSegmentation", "collate", "find_list", "read_class_names", "Annot
 _IMAGE_DIRS = (("JPEGImages", (".jpg", ".jpeg", ".png")), ("img", (".jpg",)))
 #: Where an image's class mask is looked for, in this order: (folder, suffix).
 CLASS_MASK_DIRS = (("SegmentationClassAug", ".png"), ("SegmentationClass", ".png"), ("cls", ".mat"))
+PNG_MASK_DIRS = tuple(d for d in CLASS_MASK_DIRS if d[1] == ".png")
 #: Every folder of a VOC / SBD tree that holds masks, class or instance.
 MASK_FOLDERS = frozenset({folder for folder, _ in CLASS_MASK_DIRS} | {"SegmentationObject", "inst"})
 
@@ -111,7 +112,8 @@ def read_class_names(root: str | os.PathLike) -> tuple[str, ...]:
     return names
 
 
-def _first_existing(root: Path, image_id: str, dirs: Sequence[tuple[str, Any]]) -> Path | None:
+def first_existing(root: Path, image_id: str, dirs: Sequence[tuple[str, Any]]) -> Path | None:
+    """The first ``root/folder/<image_id><suffix>`` that exists, in the order of ``dirs``."""
     for folder, suffixes in dirs:
         for suffix in (suffixes,) if isinstance(suffixes, str) else suffixes:
             path = root / folder / f"{image_id}{suffix}"
@@ -193,11 +195,11 @@ class VOCSegmentation(Dataset):
 
     # -- construction -------------------------------------------------------------------------
     def _locate(self, image_id: str) -> _Entry:
-        image = _first_existing(self.root, image_id, _IMAGE_DIRS)
+        image = first_existing(self.root, image_id, _IMAGE_DIRS)
         if image is None:
             raise MissingDataError(self.root / "JPEGImages" / f"{image_id}.jpg", "image not found")
         xml = self.root / "Annotations" / f"{image_id}.xml"
-        mask = _first_existing(self.root, image_id, CLASS_MASK_DIRS)
+        mask = first_existing(self.root, image_id, CLASS_MASK_DIRS)
         xml_path = xml if xml.is_file() else None
         if xml_path is None and mask is None and not self._external_knows(image_id):
             raise MissingDataError(xml, f"image {image_id!r} has neither an XML annotation nor a mask")

@@ -76,12 +76,13 @@ class DeepLabSmall(nn.Module):
     ``context`` gives the dilation of the two context convolutions (0: a 1x1 convolution). It sets
     the receptive field, :attr:`receptive_field` = 27 + 16 (d1 + d2) pixels: a network whose every
     score sees the whole image cannot learn from image labels where an object is (see
-    :func:`context_for_crop`, which sizes it like DeepLab-LargeFOV's on VOC crops).
+    :func:`context_for_crop`, which sizes it like DeepLab-LargeFOV's on VOC crops). The defaults are
+    the built-in recipe's: width 16, the context of its 64-pixel crops.
     """
 
     output_stride = 8
 
-    def __init__(self, num_classes: int = 21, width: int = 32, dropout: float = 0.1, context: tuple[int, int] = (2, 4)):
+    def __init__(self, num_classes: int = 21, width: int = 16, dropout: float = 0.1, context: tuple[int, int] = (0, 1)):
         super().__init__()
         if len(context) != 2 or min(context) < 0:
             raise ValueError(f"context must be two dilations >= 0 (0: a 1x1 convolution), got {context}")

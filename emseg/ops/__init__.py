@@ -1,8 +1,9 @@
 """Typed wrappers over ``torch.ops.emseg.*`` and their fake (meta) kernels.
 
-Every operator validates its inputs in the native binding and raises ``RuntimeError`` with a message
-naming the argument. Each wrapper is followed by its op's fake (meta) kernel, which describes the
-output shapes so ``torch.compile`` and ``torch.library.opcheck`` can trace the op without running it.
+Every native operator validates its inputs in its binding and raises ``RuntimeError`` with a
+message naming the argument; :func:`center_prior`, written in torch, raises ``ValueError``. Each
+wrapper is followed by its op's fake (meta) kernel, which describes the output shapes so
+``torch.compile`` and ``torch.library.opcheck`` can trace the op without running it.
 
 Conventions shared by all ops:
 
