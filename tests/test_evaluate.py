@@ -13,6 +13,8 @@ from emseg.inference import upsample_scores
 from emseg.metrics import ConfusionMatrix
 from emseg.train import main as train_main
 
+pytestmark = pytest.mark.slow  # training runs: left out of the fast subset (-m "not slow")
+
 
 def test_confusion_matrix_matches_brute_force():
     g = torch.Generator().manual_seed(0)

@@ -26,6 +26,9 @@ import torch
 from emseg.checkpoint import load_checkpoint, save_checkpoint
 from emseg.data import make_synthetic_voc
 
+pytestmark = pytest.mark.slow  # training runs: left out of the fast subset (-m "not slow")
+
+
 SEED = int(os.environ.get("EMSEG_FAULT_SEED", "0"))
 PROGS = {
     "emseg.train": "python -m emseg.train",

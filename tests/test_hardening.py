@@ -25,6 +25,8 @@ from emseg.metrics import MetricsLog
 from emseg.optim import SpikeGuard
 from emseg.train import main as train_main
 
+pytestmark = pytest.mark.slow  # training runs: left out of the fast subset (-m "not slow")
+
 
 @pytest.fixture(scope="module")
 def synthetic(small_synthetic):

@@ -17,6 +17,9 @@ from conftest import CUDA_SKIP_REASON
 import emseg
 
 # Seconds from SIGINT to the child's exit before the test calls it a hang.
+pytestmark = pytest.mark.slow  # training runs: left out of the fast subset (-m "not slow")
+
+
 BOUND_S = 5.0
 # Seconds the child spends inside the op before the signal (well past the op's start).
 INSIDE_S = 1.0

@@ -20,6 +20,9 @@ from emseg.inference import predict_batch
 from emseg.models import DeepLabSmall, build_model, context_for_crop
 from emseg.presets import cpu_iterations, working_scale
 
+pytestmark = pytest.mark.slow  # training runs: left out of the fast subset (-m "not slow")
+
+
 TINY = P.PretrainConfig(width=4, size=48, iterations=12, batch_size=4, context=(0, 1))
 FILL = (124, 116, 104)
 

@@ -38,6 +38,9 @@ from emseg.models.deeplab import load_vgg16_weights
 from emseg.predict import main as predict_main
 from emseg.train import main as train_main
 
+pytestmark = pytest.mark.slow  # training runs: left out of the fast subset (-m "not slow")
+
+
 TINY = P.PretrainConfig(width=4, size=48, iterations=3, batch_size=4, context=(0, 1))
 UNWRITABLE = "/sys/emseg-cannot-write-here"  # nobody, root included, can make a folder in /sys
 

@@ -16,6 +16,9 @@ from emseg.checkpoint import load_checkpoint
 from emseg.config import build_parser, config_from_args
 from emseg.train import main as train_main
 
+pytestmark = pytest.mark.slow  # training runs: left out of the fast subset (-m "not slow")
+
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -18,6 +18,8 @@ from emseg.checkpoint import load_checkpoint
 from emseg.config import config_from_args
 from emseg.train import main as train_main
 
+pytestmark = pytest.mark.slow  # training runs: left out of the fast subset (-m "not slow")
+
 
 @pytest.fixture(scope="module")
 def synthetic(small_synthetic):
